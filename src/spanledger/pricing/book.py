@@ -1,0 +1,211 @@
+"""PriceBook: rates looked up once per (provider, model, period), then arithmetic.
+
+The default prices come from `genai-prices` (offline data with history, tiers and cache
+prices). Its own price calculation costs tens of microseconds per call; a span is priced
+here by a dict lookup and five integer multiplications.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spanledger import conventions as c
+from spanledger.pricing import defaults
+from spanledger.pricing.money import Femto, femto_from_usd
+from spanledger.pricing.rates import Rates
+from spanledger.pricing.sheets import RateSheet
+from spanledger.usage import Usage, model_of, normalize, provider_of
+
+log = logging.getLogger(__name__)
+
+PriceStatus = Literal["priced", "unpriced", "invalid_usage", "reported_only"]
+CacheStatus = Literal["hit", "partial", "miss", "write", "none"]
+
+_NS_PER_DAY = 86_400 * 10**9
+_NS_PER_HALF_HOUR = 1_800 * 10**9
+
+
+@dataclass(slots=True)
+class Cost:
+    """What one span cost, split the way the bill splits it (all femto-dollars)."""
+
+    status: PriceStatus | None  # None: not an LLM span (no usage, no model)
+    input: Femto = 0
+    cache_read: Femto = 0
+    cache_write: Femto = 0  # 5-minute and 1-hour writes together
+    output: Femto = 0
+    saved_by_cache: Femto = 0  # what cache reads saved against the full input rate
+    reported: Femto | None = None  # a cost the caller recorded on the span, kept as is
+    cache_status: CacheStatus = "none"
+    model: str | None = None  # the model the price belongs to
+    source: str | None = None  # the sheet/version the price came from
+    reason: str | None = None  # why a span is unpriced or its usage invalid
+
+    @property
+    def total(self) -> Femto:
+        """This span's own cost. A reported-only span costs what the caller reported."""
+        if self.status == "reported_only":
+            return self.reported or 0
+        return self.input + self.cache_read + self.cache_write + self.output
+
+    @property
+    def reported_difference(self) -> Femto | None:
+        """Ours minus the caller's, where both exist: shown, never silently resolved."""
+        if self.reported is None or self.status != "priced":
+            return None
+        return self.total - self.reported
+
+
+NOT_LLM = Cost(status=None)
+
+
+def cache_status(usage: Usage) -> CacheStatus:
+    if usage.response_cached:
+        return "hit"
+    written = usage.cache_write + usage.cache_write_1h
+    if usage.cache_read:
+        return "hit" if not usage.input_uncached and not written else "partial"
+    if written:
+        return "write"
+    return "miss" if usage.input_uncached else "none"
+
+
+def reported_cost(attrs: Mapping[str, Any]) -> Femto | None:
+    for key in c.REPORTED_COST_KEYS:
+        if key in attrs:
+            amount = femto_from_usd(attrs[key])
+            if amount is not None and amount >= 0:
+                return amount
+    return None
+
+
+class PriceBook:
+    """Prices spans from rate sheets over the genai-prices defaults.
+
+    >>> book = PriceBook([RateSheet.load("rates.yaml")])
+    >>> cost = book.price(usage, provider="openai", model="gpt-4o-mini", start_ns=...)
+    """
+
+    def __init__(self, sheets: Sequence[RateSheet] = (), *, use_defaults: bool = True) -> None:
+        self.sheets = tuple(sheets)
+        self.use_defaults = use_defaults
+        self._cache: dict[tuple[str | None, str, int], Rates | None] = {}
+        # Cache period per model: a day, or half an hour for time-of-day (off-peak) prices.
+        self._period: dict[tuple[str | None, str], int] = {}
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str], *, use_defaults: bool = True) -> PriceBook:
+        return cls([RateSheet.load(path) for path in paths], use_defaults=use_defaults)
+
+    # -- rates ---------------------------------------------------------------------------
+    def rates(self, provider: str | None, model: str, start_ns: int) -> Rates | None:
+        """The rates in force for a model when a span started; None if it has no price."""
+        key = (provider, model, start_ns // self._period.get((provider, model), _NS_PER_DAY))
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        at = dt.datetime.fromtimestamp(start_ns // 10**9, tz=dt.UTC)
+        found = self._lookup(provider, model, at)
+        if defaults.varies_within_day(provider, model):
+            self._period[(provider, model)] = _NS_PER_HALF_HOUR
+            key = (provider, model, start_ns // _NS_PER_HALF_HOUR)
+        self._cache[key] = found
+        return found
+
+    def _lookup(self, provider: str | None, model: str, at: dt.datetime) -> Rates | None:
+        day = at.date()
+        rates = None
+        for sheet in reversed(self.sheets):  # later sheets win
+            rates = sheet.rates_for(provider, model, day)
+            if rates is not None:
+                break
+        if rates is None and self.use_defaults:
+            rates = defaults.rates(provider, model, at)
+        if rates is None:
+            return None
+        for sheet in reversed(self.sheets):
+            discount = sheet.discount_for(provider, model, day)
+            if discount is not None:
+                return rates.discounted(discount.percent, sheet.version)
+        return rates
+
+    # -- pricing -------------------------------------------------------------------------
+    def price(
+        self,
+        usage: Usage,
+        *,
+        provider: str | None,
+        model: str | None,
+        start_ns: int,
+        reported: Femto | None = None,
+    ) -> Cost:
+        """Cost of one call. Never raises; what cannot be priced says why."""
+        if usage.is_empty and model is None:
+            if reported is not None:
+                return Cost(status="reported_only", reported=reported, reason="no usage on span")
+            return NOT_LLM
+        status_cache = cache_status(usage)
+        if usage.invalid is not None:
+            return Cost(
+                status="invalid_usage",
+                reported=reported,
+                cache_status=status_cache,
+                model=model,
+                reason=usage.invalid,
+            )
+        if model is None:
+            return self._unpriced(usage, reported, None, "no model name on span")
+        rates = self.rates(provider, model, start_ns)
+        if rates is None:
+            where = f" from {provider}" if provider else ""
+            return self._unpriced(usage, reported, model, f"no price for {model}{where}")
+        line = rates.line_for(usage.input_total) if rates.tiers else rates.base
+        if usage.response_cached:
+            # Served from a response cache: nothing billed, the whole call saved.
+            saved = usage.input_total * line.input + usage.output * line.output
+            return Cost("priced", 0, 0, 0, 0, saved, reported, "hit", rates.model, rates.source)
+        # Positional on purpose: this is the per-span hot path.
+        return Cost(
+            "priced",
+            usage.input_uncached * line.input,
+            usage.cache_read * line.cache_read,
+            usage.cache_write * line.cache_write + usage.cache_write_1h * line.cache_write_1h,
+            usage.output * line.output,
+            usage.cache_read * (line.input - line.cache_read),
+            reported,
+            status_cache,
+            rates.model,
+            rates.source,
+        )
+
+    @staticmethod
+    def _unpriced(usage: Usage, reported: Femto | None, model: str | None, why: str) -> Cost:
+        return Cost(
+            status="reported_only" if reported is not None else "unpriced",
+            reported=reported,
+            cache_status=cache_status(usage),
+            model=model,
+            reason=why,
+        )
+
+    def price_span(
+        self,
+        attrs: Mapping[str, Any],
+        start_ns: int,
+        resource: Mapping[str, Any] | None = None,
+    ) -> tuple[Usage, Cost]:
+        """Normalize and price a span from its attributes: the whole core in one call."""
+        provider = provider_of(attrs)
+        usage = normalize(attrs, resource, provider)
+        return usage, self.price(
+            usage,
+            provider=provider,
+            model=model_of(attrs),
+            start_ns=start_ns,
+            reported=reported_cost(attrs),
+        )
