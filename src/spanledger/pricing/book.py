@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from spanledger import conventions as c
 from spanledger.pricing import defaults
@@ -61,6 +61,15 @@ class Cost:
 
 
 NOT_LLM = Cost(status=None)
+
+
+class PricedCall(NamedTuple):
+    """Who was called (as the span names it), with which usage, at what cost."""
+
+    provider: str | None
+    model: str | None
+    usage: Usage
+    cost: Cost
 
 
 def cache_status(usage: Usage) -> CacheStatus:
@@ -193,19 +202,27 @@ class PriceBook:
             reason=why,
         )
 
+    def price_attributes(
+        self,
+        attrs: Mapping[str, Any],
+        start_ns: int,
+        resource: Mapping[str, Any] | None = None,
+    ) -> PricedCall:
+        """Identify, normalize and price a span from its attributes: the whole core."""
+        provider = provider_of(attrs)
+        model = model_of(attrs)
+        usage = normalize(attrs, resource, provider)
+        cost = self.price(
+            usage, provider=provider, model=model, start_ns=start_ns, reported=reported_cost(attrs)
+        )
+        return PricedCall(provider, model, usage, cost)
+
     def price_span(
         self,
         attrs: Mapping[str, Any],
         start_ns: int,
         resource: Mapping[str, Any] | None = None,
     ) -> tuple[Usage, Cost]:
-        """Normalize and price a span from its attributes: the whole core in one call."""
-        provider = provider_of(attrs)
-        usage = normalize(attrs, resource, provider)
-        return usage, self.price(
-            usage,
-            provider=provider,
-            model=model_of(attrs),
-            start_ns=start_ns,
-            reported=reported_cost(attrs),
-        )
+        """(usage, cost) of a span from its attributes."""
+        priced = self.price_attributes(attrs, start_ns, resource)
+        return priced.usage, priced.cost

@@ -1,0 +1,369 @@
+"""Trace assembly: spans in any order -> a priced tree with rollups, attribution,
+retries and loops.
+
+Spans arrive in several batches and children often arrive before their parents. A trace
+keeps every span it has seen, keyed by span id (the same span twice counts once), and
+derives everything else (tree, rollups, inherited attribution, flags) from that set when
+asked, so the result does not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from spanledger import conventions as c
+from spanledger.pricing import Cost, Femto, PriceBook
+from spanledger.spans import SpanRecord
+from spanledger.usage import Usage
+
+DEFAULT_LOOP_THRESHOLD = 10
+"""More repeats than this of the same tool, or the same model, under one parent is a loop."""
+
+
+@dataclass(slots=True)
+class PricedSpan:
+    """A span with its usage and own cost, plus what its place in the tree adds."""
+
+    record: SpanRecord
+    usage: Usage
+    cost: Cost
+    provider: str | None
+    model: str | None
+    # Derived by Trace.assemble():
+    rollup: Femto = 0  # own cost plus all descendants', each counted once
+    attribution: dict[str, str] = field(default_factory=dict)  # own or inherited dimensions
+    agent_path: str = ""  # e.g. "supervisor/research"
+    depth: int = 0
+    children: list[str] = field(default_factory=list)
+    orphan: bool = False  # its parent has not arrived (yet)
+    retry: bool = False  # a failed attempt that a similar call under the same parent retried
+    loop: bool = False  # one of a run of repeated identical tool/model calls
+
+    @property
+    def span_id(self) -> str:
+        return self.record.span_id
+
+    @property
+    def is_llm(self) -> bool:
+        return self.cost.status is not None
+
+    @property
+    def tool(self) -> str | None:
+        value = self.record.attributes.get(c.GEN_AI_TOOL_NAME)
+        return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Loop:
+    """A run of repeated calls: what repeated, under which parent, how often, at what cost."""
+
+    kind: str  # "tool" or "model"
+    name: str
+    parent_span_id: str
+    count: int
+    cost: Femto  # rollup of the repeated spans
+    span_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Dimensions:
+    """Which attribute keys name each attribution dimension (first present wins)."""
+
+    keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: c.DEFAULT_DIMENSIONS)
+
+    def of(self, record: SpanRecord) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for dimension, keys in self.keys.items():
+            for key in keys:
+                value = record.attributes.get(key)
+                if value is None:
+                    value = record.resource.get(key)
+                if value is not None and value != "":
+                    found[dimension] = str(value)
+                    break
+        return found
+
+
+class Trace:
+    """All spans seen for one trace id, and the tree derived from them."""
+
+    def __init__(
+        self,
+        trace_id: str,
+        *,
+        dimensions: Dimensions | None = None,
+        loop_threshold: int = DEFAULT_LOOP_THRESHOLD,
+    ) -> None:
+        self.trace_id = trace_id
+        self.spans: dict[str, PricedSpan] = {}
+        self.dimensions = dimensions or _DEFAULT_DIMENSIONS
+        self.loop_threshold = loop_threshold
+        self.roots: list[str] = []
+        self.loops: list[Loop] = []
+        self.retry_overhead: Femto = 0
+        self.loop_cost: Femto = 0
+        self._dirty = True
+
+    def add(self, span: PricedSpan) -> None:
+        self.spans[span.span_id] = span  # a span sent twice replaces itself: counted once
+        self._dirty = True
+
+    # -- what the trace adds up to ---------------------------------------------------------
+    @property
+    def cost(self) -> Femto:
+        """The cost of the whole user action: every span's own cost, once."""
+        self.assemble()
+        return sum(self.spans[root].rollup for root in self.roots)
+
+    @property
+    def root(self) -> PricedSpan | None:
+        """The true root (no parent), if it has arrived."""
+        self.assemble()
+        for span_id in self.roots:
+            span = self.spans[span_id]
+            if span.record.is_root:
+                return span
+        return None
+
+    @property
+    def complete(self) -> bool:
+        self.assemble()
+        return len(self.roots) == 1 and self.spans[self.roots[0]].record.is_root
+
+    @property
+    def start_ns(self) -> int:
+        return min((s.record.start_ns for s in self.spans.values()), default=0)
+
+    @property
+    def end_ns(self) -> int:
+        return max((s.record.end_ns for s in self.spans.values()), default=0)
+
+    def count(self, status: str) -> int:
+        return sum(1 for span in self.spans.values() if span.cost.status == status)
+
+    def walk(self) -> Iterable[PricedSpan]:
+        """Spans depth-first from the roots, children by start time."""
+        self.assemble()
+        stack = list(reversed(self.roots))
+        while stack:
+            span = self.spans[stack.pop()]
+            yield span
+            stack.extend(reversed(span.children))
+
+    # -- derivation ------------------------------------------------------------------------
+    def assemble(self) -> None:
+        """Derive tree, rollups, attribution, agent paths, retries and loops (when changed)."""
+        if not self._dirty:
+            return
+        spans = self.spans
+        for span in spans.values():
+            span.children = []
+            span.rollup = span.cost.total
+            span.retry = span.loop = span.orphan = False
+        roots: list[str] = []
+        for span in spans.values():
+            parent_id = span.record.parent_span_id
+            if parent_id and parent_id in spans and parent_id != span.span_id:
+                spans[parent_id].children.append(span.span_id)
+            else:
+                span.orphan = bool(parent_id)
+                roots.append(span.span_id)
+        by_start = self._by_start
+        for span in spans.values():
+            span.children.sort(key=by_start)
+        # True roots first, then orphans waiting for their parents.
+        roots.sort(key=lambda root: (bool(spans[root].record.parent_span_id), by_start(root)))
+
+        order = self._top_down(roots)
+        if len(order) < len(spans):
+            # Parent links that form a cycle (hostile or corrupt input) are cut: each cycle's
+            # earliest span becomes a root so no span is lost or counted twice.
+            visited = set(order)
+            for span_id in sorted(set(spans) - visited, key=by_start):
+                if span_id in visited:
+                    continue
+                span = spans[span_id]
+                spans[span.record.parent_span_id].children.remove(span_id)
+                span.orphan = True
+                roots.append(span_id)
+                below = self._top_down([span_id])
+                visited.update(below)
+                order.extend(below)
+        self.roots = roots
+
+        for span_id in order:  # parents before children: inherit downwards
+            span = spans[span_id]
+            own = self.dimensions.of(span.record)
+            parent = spans.get(span.record.parent_span_id) if not span.orphan else None
+            if parent is None:
+                span.depth = 0
+                span.attribution = own
+                span.agent_path = _agent_name(span) or ""
+            else:
+                span.depth = parent.depth + 1
+                span.attribution = {**parent.attribution, **own}
+                span.agent_path = _extend_path(parent.agent_path, _agent_name(span))
+        for span_id in reversed(order):  # children before parents: roll up
+            span = spans[span_id]
+            if not span.orphan and span.record.parent_span_id in spans:
+                spans[span.record.parent_span_id].rollup += span.rollup
+
+        self._mark_retries()
+        self._mark_loops(order)
+        self._dirty = False
+
+    def _by_start(self, span_id: str) -> tuple[int, str]:
+        return (self.spans[span_id].record.start_ns, span_id)
+
+    def _top_down(self, roots: list[str]) -> list[str]:
+        order: list[str] = []
+        seen: set[str] = set()
+        stack = list(reversed(roots))
+        while stack:
+            span_id = stack.pop()
+            if span_id in seen:
+                continue
+            seen.add(span_id)
+            order.append(span_id)
+            stack.extend(reversed(self.spans[span_id].children))
+        return order
+
+    def _sibling_groups(self) -> Iterable[tuple[str, list[PricedSpan]]]:
+        for span in self.spans.values():
+            if span.children:
+                yield span.span_id, [self.spans[child] for child in span.children]
+
+    def _mark_retries(self) -> None:
+        """A failed LLM call followed by a similar call under the same parent was retried:
+        the failed attempt's cost is retry overhead."""
+        self.retry_overhead = 0
+        for _, siblings in self._sibling_groups():
+            calls = [s for s in siblings if s.is_llm]
+            for position, attempt in enumerate(calls):
+                if not attempt.record.failed:
+                    continue
+                if any(_similar(attempt, later) for later in calls[position + 1 :]):
+                    attempt.retry = True
+                    self.retry_overhead += attempt.rollup
+
+    def _mark_loops(self, order: list[str]) -> None:
+        """More than `loop_threshold` calls of the same tool, or the same model, under one
+        parent is a runaway loop; the repeated spans and everything below them are marked."""
+        self.loops = []
+        for parent_id, siblings in self._sibling_groups():
+            runs: dict[tuple[str, str], list[PricedSpan]] = defaultdict(list)
+            for span in siblings:
+                if span.tool:
+                    runs[("tool", span.tool)].append(span)
+                elif span.is_llm and span.model:
+                    runs[("model", span.model)].append(span)
+            for (kind, name), members in runs.items():
+                if len(members) > self.loop_threshold:
+                    for member in members:
+                        member.loop = True
+                    self.loops.append(
+                        Loop(
+                            kind=kind,
+                            name=name,
+                            parent_span_id=parent_id,
+                            count=len(members),
+                            cost=sum(member.rollup for member in members),
+                            span_ids=tuple(member.span_id for member in members),
+                        )
+                    )
+        # Loop cost: every span inside a looping subtree, each once.
+        in_loop: set[str] = set()
+        self.loop_cost = 0
+        for span_id in order:
+            span = self.spans[span_id]
+            parent_id = span.record.parent_span_id
+            if span.loop or (not span.orphan and parent_id in in_loop):
+                in_loop.add(span_id)
+                self.loop_cost += span.cost.total
+
+
+def _similar(failed: PricedSpan, later: PricedSpan) -> bool:
+    return (
+        later.record.start_ns >= failed.record.start_ns
+        and later.model == failed.model
+        and later.record.attributes.get(c.GEN_AI_OPERATION_NAME)
+        == failed.record.attributes.get(c.GEN_AI_OPERATION_NAME)
+    )
+
+
+def _agent_name(span: PricedSpan) -> str | None:
+    attrs = span.record.attributes
+    name = attrs.get(c.GEN_AI_AGENT_NAME)
+    if isinstance(name, str) and name:
+        return name
+    if attrs.get(c.GEN_AI_OPERATION_NAME) == "invoke_agent":
+        _, _, rest = span.record.name.partition(" ")
+        return rest.strip() or None
+    return None
+
+
+def _extend_path(parent_path: str, agent: str | None) -> str:
+    if not agent:
+        return parent_path
+    if parent_path.rsplit("/", 1)[-1] == agent:
+        return parent_path
+    return f"{parent_path}/{agent}" if parent_path else agent
+
+
+_DEFAULT_DIMENSIONS = Dimensions()
+
+
+class TraceAssembler:
+    """Prices spans as they arrive and groups them into traces.
+
+    >>> assembler = TraceAssembler(PriceBook())
+    >>> assembler.add(records)            # any order, any number of batches
+    >>> trace = assembler.trace(trace_id) # tree, rollups, retries, loops
+    """
+
+    def __init__(
+        self,
+        book: PriceBook,
+        *,
+        dimensions: Dimensions | None = None,
+        loop_threshold: int = DEFAULT_LOOP_THRESHOLD,
+    ) -> None:
+        self.book = book
+        self.dimensions = dimensions or _DEFAULT_DIMENSIONS
+        self.loop_threshold = loop_threshold
+        self._traces: dict[str, Trace] = {}
+
+    def price(self, record: SpanRecord) -> PricedSpan:
+        priced = self.book.price_attributes(record.attributes, record.start_ns, record.resource)
+        return PricedSpan(record, priced.usage, priced.cost, priced.provider, priced.model)
+
+    def add(self, records: Iterable[SpanRecord]) -> set[str]:
+        """Price and file a batch of spans; returns the ids of the traces it touched."""
+        touched: set[str] = set()
+        for record in records:
+            trace = self._traces.get(record.trace_id)
+            if trace is None:
+                trace = Trace(
+                    record.trace_id,
+                    dimensions=self.dimensions,
+                    loop_threshold=self.loop_threshold,
+                )
+                self._traces[record.trace_id] = trace
+            trace.add(self.price(record))
+            touched.add(record.trace_id)
+        return touched
+
+    def trace(self, trace_id: str) -> Trace:
+        trace = self._traces[trace_id]
+        trace.assemble()
+        return trace
+
+    def traces(self) -> list[Trace]:
+        """Every trace, assembled, earliest first."""
+        found = [self.trace(trace_id) for trace_id in self._traces]
+        return sorted(found, key=lambda trace: (trace.start_ns, trace.trace_id))
+
+    def __len__(self) -> int:
+        return len(self._traces)
