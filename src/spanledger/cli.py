@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from spanledger.pricing import PriceBook, RateSheetError
+from spanledger.pricing import PriceBook, RateSheetError, display
+from spanledger.pricing.money import femto_from_usd as from_usd
 from spanledger.pricing.money import per_million
 from spanledger.reports.tree import totals, trace_table, traces_json
 from spanledger.server.otlp import OtlpDecodeError, read_file
@@ -23,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console()
+if not out.is_terminal:
+    out = Console(width=160)  # piped or captured: don't squeeze the trees into 80 columns
 err = Console(stderr=True)
 
 RatesOption = Annotated[
@@ -44,6 +47,10 @@ def _book(rates: list[Path] | None, no_default_prices: bool) -> PriceBook:
     except RateSheetError as error:
         err.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
         raise typer.Exit(2) from None
+
+
+def _money(decimal_string: str) -> str:
+    return display(from_usd(decimal_string) or 0)
 
 
 @app.command()
@@ -77,10 +84,10 @@ def cost(
         summary = totals(traces)
         out.print(
             f"[bold]{summary['traces']} traces, {summary['spans']} spans, "
-            f"total ${summary['cost_usd']}[/bold]  "
-            f"(saved by cache ${summary['saved_by_cache_usd']}, "
-            f"retry overhead ${summary['retry_overhead_usd']}, "
-            f"in loops ${summary['loop_cost_usd']})",
+            f"total {_money(summary['cost_usd'])}[/bold]  "
+            f"(saved by cache {_money(summary['saved_by_cache_usd'])}, "
+            f"retry overhead {_money(summary['retry_overhead_usd'])}, "
+            f"in loops {_money(summary['loop_cost_usd'])})",
             highlight=False,
         )
         for model, counts in summary["unpriced_models"].items():

@@ -285,12 +285,19 @@ class Trace:
 
 
 def _similar(failed: PricedSpan, later: PricedSpan) -> bool:
+    """Same operation on the same requested model (the response model of a failed call is
+    usually missing, so the request model is what the two attempts share)."""
     return (
         later.record.start_ns >= failed.record.start_ns
-        and later.model == failed.model
+        and _requested_model(later) == _requested_model(failed)
         and later.record.attributes.get(c.GEN_AI_OPERATION_NAME)
         == failed.record.attributes.get(c.GEN_AI_OPERATION_NAME)
     )
+
+
+def _requested_model(span: PricedSpan) -> str | None:
+    requested = span.record.attributes.get(c.GEN_AI_REQUEST_MODEL)
+    return requested if isinstance(requested, str) and requested else span.model
 
 
 def _agent_name(span: PricedSpan) -> str | None:

@@ -207,7 +207,7 @@ def provider_of(attrs: Mapping[str, Any]) -> str | None:
     """The span's provider, as a genai-prices id where we know the alias."""
     for key in PROVIDER_KEYS:
         value = attrs.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value.strip():
             name = value.strip().lower()
             if name in PROVIDER_ALIASES:
                 return PROVIDER_ALIASES[name]
@@ -246,7 +246,10 @@ def _as_count(key: str, value: Any) -> int:
             raise _Invalid(f"{key} is {value!r}, not a whole number of tokens")
         number = int(value)
     elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        number = int(value.strip())
+        try:
+            number = int(value.strip())
+        except ValueError:  # "--5", "²", or more digits than int() reads
+            raise _Invalid(f"{key} is {_show(value)}, not a token count") from None
     else:
         raise _Invalid(f"{key} is {_show(value)}, not a token count")
     if number < 0:

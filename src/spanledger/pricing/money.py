@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 FEMTO_PER_USD = 10**15
 FEMTO_PER_TOKEN_PER_USD_PER_MILLION = 10**9  # $1 per million tokens = 10^9 femto-$ per token
+_MAX_USD_DIGITS = 18  # a reported cost of 10^18 USD or more is not a cost
 
 Femto = int
 """An amount of money in 10^-15 USD."""
@@ -38,15 +39,15 @@ def display(amount: Femto, places: int = 6) -> str:
 def femto_from_usd(value: object) -> Femto | None:
     """A dollar amount written by someone else (a reported cost) -> femto-dollars.
 
-    Returns None for anything that is not a finite number."""
+    Returns None for anything that is not a finite number below 10^18 USD."""
     if isinstance(value, bool):
         return None
     try:
         amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
     except (InvalidOperation, TypeError, ValueError):
         return None
-    if not amount.is_finite():
-        return None
+    if not amount.is_finite() or amount.adjusted() >= _MAX_USD_DIGITS:
+        return None  # beyond any bill; converting it would overflow or take seconds
     return int((amount * FEMTO_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 

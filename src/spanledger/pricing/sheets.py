@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,10 @@ class RateSheet:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise RateSheetError(f"{path}: cannot read rate sheet: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise RateSheetError(
+                f"{path}: cannot read rate sheet: not UTF-8 ({error.reason})"
+            ) from None
         return cls.parse(text, name=str(path))
 
     @classmethod
@@ -144,7 +148,8 @@ class RateSheet:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise RateSheetError(f"{name}:1: a rate sheet is a mapping with `models:`")
+            line = node.start_mark.line + 1 if node is not None else 1
+            raise RateSheetError(f"{name}:{line}: a rate sheet is a mapping with `models:`")
         try:
             document = _SheetDocument.model_validate(data)
         except ValidationError as error:
@@ -205,7 +210,12 @@ def _decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
     lowered = text.lower()
     if lowered in (".nan", ".inf", "+.inf", "-.inf"):
         return Decimal(lowered.replace(".", ""))
-    return Decimal(text)
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # YAML 1.1 floats include sexagesimal `1:30.5`
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a decimal number", node.start_mark
+        ) from None
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal)
@@ -223,6 +233,10 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
                 if key.value == str(part):
                     child = value if part != loc[-1] else key
                     break
+            if child is not None:  # a mapping is reported where its key is written
+                node = child
+                line = key.start_mark.line + 1
+                continue
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             child = node.value[part] if part < len(node.value) else None
         if child is None:

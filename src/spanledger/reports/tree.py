@@ -26,6 +26,9 @@ def span_flags(span: PricedSpan) -> list[str]:
     return flags
 
 
+_NO_COST = ("unpriced", "invalid_usage")
+
+
 def span_to_dict(span: PricedSpan) -> dict[str, Any]:
     cost = span.cost
     return {
@@ -36,7 +39,8 @@ def span_to_dict(span: PricedSpan) -> dict[str, Any]:
         "model": span.model,
         "usage": span.usage.as_dict(),
         "usage_source": span.usage.source,
-        "cost_usd": usd_str(cost.total),
+        # An unpriced span has no cost, which is not the same as costing $0.
+        "cost_usd": usd_str(cost.total) if cost.status not in _NO_COST else None,
         "rollup_usd": usd_str(span.rollup),
         "cost_split_usd": {
             "input": usd_str(cost.input),
@@ -90,9 +94,7 @@ def totals(traces: Sequence[Trace]) -> dict[str, Any]:
             if span.cost.status in ("unpriced", "reported_only"):
                 tokens = unpriced.setdefault(span.model or "(no model)", Counter())
                 tokens["spans"] += 1
-                tokens.update(
-                    {"input": span.usage.input_total, "output": span.usage.output}
-                )
+                tokens.update({"input": span.usage.input_total, "output": span.usage.output})
     return {
         "traces": len(traces),
         "spans": sum(len(trace.spans) for trace in traces),
@@ -108,13 +110,18 @@ def totals(traces: Sequence[Trace]) -> dict[str, Any]:
     }
 
 
-def _tokens(span: PricedSpan) -> str:
-    usage = span.usage
-    if usage.is_empty:
+def _self_cost(span: PricedSpan) -> Text | str:
+    """A span's own cost; an unpriced model is shown as such, never as $0."""
+    status = span.cost.status
+    if status is None:
         return ""
-    cached = usage.cache_read + usage.cache_write + usage.cache_write_1h
-    text = f"{usage.input_total:,}→{usage.output:,}"
-    return f"{text} ({cached:,} cached)" if cached else text
+    if status in ("unpriced", "invalid_usage"):
+        return Text(status, _FLAG_STYLE[status])
+    return display(span.cost.total)
+
+
+def _count(number: int) -> str:
+    return f"{number:,}" if number else ""
 
 
 _FLAG_STYLE = {
@@ -142,10 +149,15 @@ def trace_table(trace: Trace) -> Table:
         title.append(f"  retry overhead {display(trace.retry_overhead)}", "yellow")
     if trace.loop_cost:
         title.append(f"  loop {display(trace.loop_cost)}", "bold red")
+    unpriced = trace.count("unpriced") + trace.count("invalid_usage")
+    if unpriced:
+        title.append(f"  + {unpriced} span{'s' * (unpriced > 1)} not priced", "magenta")
     table = Table(title=title, title_justify="left", expand=False, show_edge=False)
-    table.add_column("span", overflow="fold")
-    table.add_column("model")
-    table.add_column("tokens in→out", justify="right")
+    table.add_column("span", no_wrap=True, overflow="ellipsis", max_width=44)
+    table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("input", justify="right")
+    table.add_column("cached", justify="right")
+    table.add_column("output", justify="right")
     table.add_column("self", justify="right")
     table.add_column("rollup", justify="right")
     table.add_column("cache")
@@ -158,8 +170,10 @@ def trace_table(trace: Trace) -> Table:
         table.add_row(
             name,
             Text(span.model or ""),
-            _tokens(span),
-            display(span.cost.total) if span.is_llm else "",
+            _count(span.usage.input_total),
+            _count(span.usage.cache_read + span.usage.cache_write + span.usage.cache_write_1h),
+            _count(span.usage.output),
+            _self_cost(span),
             display(span.rollup),
             span.cost.cache_status if span.is_llm else "",
             flags,

@@ -1,0 +1,1 @@
+"""Server side of SpanLedger: OTLP decoding, receivers, ingest, forwarding, HTTP API."""
