@@ -90,6 +90,19 @@ PRICE_MODEL: Final = "spanledger.price.model"
 PRICE_SOURCE: Final = "spanledger.price.source"
 PRICE_REASON: Final = "spanledger.price.reason"
 USAGE_SOURCE: Final = "spanledger.usage.source"
+BUDGET_REFUSED: Final = "spanledger.budget.refused"  # why a call was refused before it was sent
+BUDGET_NAME: Final = "spanledger.budget.name"
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = "gen_ai.tool.call.arguments"
+
+# Dimensions set in-process by `spanledger.attribute(...)`: keyword -> attribute key. They
+# travel to other services as W3C baggage under the same keys.
+ATTRIBUTION_KEYWORDS: Final[dict[str, str]] = {
+    "user_id": USER_ID,
+    "department": "spanledger.department",
+    "tenant": "spanledger.tenant",
+    "agent": "spanledger.agent",
+    "conversation": GEN_AI_CONVERSATION_ID,
+}
 
 # Attribution dimensions: canonical name -> attribute keys, first present wins.
 # A span without a dimension inherits it from its nearest ancestor (see traces.py).

@@ -1,0 +1,131 @@
+"""CostExporter: exports enriched copies of spans, with their cost as attributes.
+
+The OTel Python SDK makes a span read-only once it ends, and usage (tokens) is only known
+at the end, so cost cannot be set on the live span. Instead this exporter wraps the
+user's exporter and hands it *copies* of the finished spans with `spanledger.*`
+attributes added. It runs inside the BatchSpanProcessor's worker thread, so pricing and
+copying are off the application's request path, and any backend (Jaeger, Tempo, Phoenix,
+a vendor) shows cost with no change on its side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from spanledger import conventions as c
+from spanledger.pricing import PriceBook
+from spanledger.pricing.book import PricedCall
+from spanledger.pricing.money import FEMTO_PER_USD
+from spanledger.sdk.health import Health
+from spanledger.sdk.metrics import LedgerMetrics
+
+log = logging.getLogger("spanledger.sdk")
+
+
+def cost_attributes(priced: PricedCall) -> dict[str, Any]:
+    """The `spanledger.*` attributes for one priced call.
+
+    Amounts are doubles because that is what backends sum and chart; the exact amount is
+    kept by the ledger (integer femto-dollars) and can always be recomputed."""
+    cost = priced.cost
+    attributes: dict[str, Any] = {
+        c.PRICE_STATUS: cost.status,
+        c.CACHE_STATUS: cost.cache_status,
+        c.USAGE_SOURCE: priced.usage.source,
+    }
+    if cost.status in ("priced", "reported_only"):
+        attributes[c.COST_USD] = cost.total / FEMTO_PER_USD
+    if cost.status == "priced":
+        attributes[c.COST_INPUT_USD] = cost.input / FEMTO_PER_USD
+        attributes[c.COST_CACHE_READ_USD] = cost.cache_read / FEMTO_PER_USD
+        attributes[c.COST_CACHE_WRITE_USD] = cost.cache_write / FEMTO_PER_USD
+        attributes[c.COST_OUTPUT_USD] = cost.output / FEMTO_PER_USD
+        attributes[c.COST_SAVED_BY_CACHE_USD] = cost.saved_by_cache / FEMTO_PER_USD
+    if cost.reported is not None:
+        attributes[c.COST_REPORTED_USD] = cost.reported / FEMTO_PER_USD
+    if cost.model:
+        attributes[c.PRICE_MODEL] = cost.model
+    if cost.source:
+        attributes[c.PRICE_SOURCE] = cost.source
+    if cost.reason:
+        attributes[c.PRICE_REASON] = cost.reason
+    return attributes
+
+
+def enriched(span: ReadableSpan, extra: dict[str, Any]) -> ReadableSpan:
+    """A copy of a finished span with more attributes (the original stays untouched)."""
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes={**(span.attributes or {}), **extra},
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class CostExporter(SpanExporter):
+    """Wraps any SpanExporter: LLM spans leave with their cost; others leave unchanged.
+
+    Never raises into the pipeline: a span that cannot be priced is logged, counted in
+    `health`, and exported as it was."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter | None,
+        book: PriceBook,
+        *,
+        metrics: LedgerMetrics | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.exporter = exporter
+        self.book = book
+        self.metrics = metrics
+        self.health = health or Health()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        out = [self._enrich(span) for span in spans]
+        if self.exporter is None:
+            return SpanExportResult.SUCCESS
+        try:
+            return self.exporter.export(out)
+        except Exception:  # a broken exporter must not break the host
+            self.health.error("export")
+            log.exception("spanledger: the wrapped exporter failed; %d spans lost", len(out))
+            return SpanExportResult.FAILURE
+
+    def _enrich(self, span: ReadableSpan) -> ReadableSpan:
+        try:
+            attributes = dict(span.attributes or {})
+            priced = self.book.price_attributes(
+                attributes, span.start_time or 0, span.resource.attributes
+            )
+            if priced.cost.status is None:
+                return span  # not an LLM call: nothing to add
+            if self.metrics is not None:
+                self.metrics.record(priced, attributes)
+            return enriched(span, cost_attributes(priced))
+        except Exception:
+            self.health.error("pricing")
+            log.exception("spanledger: could not price span %r; exported without cost", span.name)
+            return span
+
+    def shutdown(self) -> None:
+        if self.exporter is not None:
+            self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if self.exporter is None:
+            return True
+        return self.exporter.force_flush(timeout_millis)

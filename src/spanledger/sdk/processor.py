@@ -1,0 +1,119 @@
+"""SpanLedgerProcessor: attribution and budgets, on the thread that starts each span.
+
+Kept cheap on purpose: with no baggage and no budget in the context, `on_start` is two
+context look-ups and `on_end` one dict look-up. Pricing for enrichment and metrics happens
+in CostExporter, in the export thread.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import Status, StatusCode
+
+from spanledger import conventions as c
+from spanledger.pricing import PriceBook
+from spanledger.sdk.attribution import baggage_dimensions
+from spanledger.sdk.budget import Budget, BudgetExceeded, active_budgets
+from spanledger.sdk.health import Health
+from spanledger.usage import MODEL_KEYS
+
+log = logging.getLogger("spanledger.sdk")
+
+_NOT_CALLS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
+
+
+def _model(attributes: object) -> str | None:
+    for key in MODEL_KEYS:
+        value = attributes.get(key)  # type: ignore[attr-defined]
+        if value:
+            return str(value)
+    return None
+
+
+class SpanLedgerProcessor(SpanProcessor):
+    """Copies attribution baggage onto spans and enforces budgets."""
+
+    def __init__(self, book: PriceBook, health: Health | None = None) -> None:
+        self.book = book
+        self.health = health or Health()
+        self._charging: dict[int, tuple[Budget, ...]] = {}  # span id -> budgets to charge
+
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        try:
+            dimensions = baggage_dimensions(parent_context)
+            if dimensions:
+                own = span.attributes
+                span.set_attributes({k: v for k, v in dimensions.items() if k not in own})
+        except Exception:
+            self.health.error("attribution")
+            log.exception("spanledger: could not attribute span %r", span.name)
+        budgets = active_budgets(parent_context)
+        if budgets:
+            self._guard(span, budgets)
+
+    def _guard(self, span: Span, budgets: tuple[Budget, ...]) -> None:
+        try:
+            attributes = span.attributes
+            operation = attributes.get(c.GEN_AI_OPERATION_NAME)
+            tool = attributes.get(c.GEN_AI_TOOL_NAME)
+            model = _model(attributes)
+        except Exception:
+            self.health.error("budget")
+            log.exception("spanledger: could not read span %r for its budget", span.name)
+            return
+        try:
+            if tool or operation == "execute_tool":
+                arguments = str(attributes.get(c.GEN_AI_TOOL_CALL_ARGUMENTS, ""))
+                for each in budgets:
+                    each.admit_tool_call(str(tool or span.name), arguments)
+            elif model and operation not in _NOT_CALLS:
+                for each in budgets:
+                    each.admit_llm_call(model)
+                self._charging[span.context.span_id] = budgets
+        except BudgetExceeded as refused:
+            self._refuse(span, refused)
+            raise  # the user's explicit request: stop the run
+
+    def _refuse(self, span: Span, refused: BudgetExceeded) -> None:
+        """Mark and end the span of the call that was not sent, so it is seen."""
+        try:
+            span.set_attributes(
+                {
+                    c.BUDGET_REFUSED: refused.reason,
+                    c.BUDGET_NAME: refused.budget.name,
+                    c.ERROR_TYPE: type(refused).__name__,
+                }
+            )
+            span.set_status(Status(StatusCode.ERROR, str(refused)))
+            span.end()
+        except Exception:
+            self.health.error("budget")
+            log.exception("spanledger: could not mark refused span %r", span.name)
+        log.warning("spanledger: %s", refused)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not self._charging or span.context is None:
+            return
+        budgets = self._charging.pop(span.context.span_id, None)
+        if budgets is None:
+            return
+        try:
+            priced = self.book.price_attributes(
+                dict(span.attributes or {}), span.start_time or 0, span.resource.attributes
+            )
+            amount = priced.cost.total
+        except Exception:
+            self.health.error("budget")
+            log.exception("spanledger: could not price span %r for its budget", span.name)
+            return
+        for each in budgets:
+            each.charge(amount)
+
+    def shutdown(self) -> None:
+        self._charging.clear()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
