@@ -229,10 +229,16 @@ class _Invalid(Exception):
     """A token count that no bill could contain."""
 
 
+_MISSING = object()
+
+
 def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
     for key in keys:
-        if key in attrs:
-            return _as_count(key, attrs[key])
+        value = attrs.get(key, _MISSING)
+        if value is not _MISSING:
+            if type(value) is int and value >= 0:  # the common case, checked first
+                return value
+            return _as_count(key, value)
     return None
 
 

@@ -57,15 +57,13 @@ class Budget:
     def spent_usd(self) -> Decimal:
         return usd(self.spent)
 
-    @property
-    def _max_femto(self) -> Femto | None:
-        return None if self.max_usd is None else femto_from_usd(self.max_usd)
+    def __post_init__(self) -> None:
+        self._limit = None if self.max_usd is None else femto_from_usd(self.max_usd)
 
     def admit_llm_call(self, model: str | None) -> None:
         """Count a call about to be sent, or refuse it."""
         with self._lock:
-            limit = self._max_femto
-            if limit is not None and self.spent >= limit:
+            if self._limit is not None and self.spent >= self._limit:
                 raise BudgetExceeded(
                     self, f"budget of ${self.max_usd} used up; call to {model} refused"
                 )

@@ -57,14 +57,24 @@ def cost_attributes(priced: PricedCall) -> dict[str, Any]:
     return attributes
 
 
-def enriched(span: ReadableSpan, extra: dict[str, Any]) -> ReadableSpan:
-    """A copy of a finished span with more attributes (the original stays untouched)."""
+def attributes_of(span: ReadableSpan) -> dict[str, Any]:
+    """A plain dict of a span's attributes. `copy()` of the SDK's attribute mapping is a
+    C-level dict copy, ten times faster than iterating it."""
+    attributes = span.attributes
+    if not attributes:
+        return {}
+    copied = attributes.copy() if hasattr(attributes, "copy") else None
+    return copied if isinstance(copied, dict) else dict(attributes)
+
+
+def enriched(span: ReadableSpan, attributes: dict[str, Any]) -> ReadableSpan:
+    """A copy of a finished span with other attributes (the original stays untouched)."""
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes={**(span.attributes or {}), **extra},
+        attributes=attributes,
         events=span.events,
         links=span.links,
         kind=span.kind,
@@ -95,7 +105,14 @@ class CostExporter(SpanExporter):
         self.health = health or Health()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        out = [self._enrich(span) for span in spans]
+        priced_calls: list[tuple[PricedCall, dict[str, Any]]] = []
+        out = [self._enrich(span, priced_calls) for span in spans]
+        if self.metrics is not None and priced_calls:
+            try:
+                self.metrics.record(priced_calls)
+            except Exception:
+                self.health.error("metrics")
+                log.exception("spanledger: could not record spend metrics")
         if self.exporter is None:
             return SpanExportResult.SUCCESS
         try:
@@ -105,17 +122,18 @@ class CostExporter(SpanExporter):
             log.exception("spanledger: the wrapped exporter failed; %d spans lost", len(out))
             return SpanExportResult.FAILURE
 
-    def _enrich(self, span: ReadableSpan) -> ReadableSpan:
+    def _enrich(
+        self, span: ReadableSpan, priced_calls: list[tuple[PricedCall, dict[str, Any]]]
+    ) -> ReadableSpan:
         try:
-            attributes = dict(span.attributes or {})
+            attributes = attributes_of(span)
             priced = self.book.price_attributes(
                 attributes, span.start_time or 0, span.resource.attributes
             )
             if priced.cost.status is None:
                 return span  # not an LLM call: nothing to add
-            if self.metrics is not None:
-                self.metrics.record(priced, attributes)
-            return enriched(span, cost_attributes(priced))
+            priced_calls.append((priced, attributes))
+            return enriched(span, {**attributes, **cost_attributes(priced)})
         except Exception:
             self.health.error("pricing")
             log.exception("spanledger: could not price span %r; exported without cost", span.name)

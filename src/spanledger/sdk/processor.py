@@ -17,6 +17,7 @@ from spanledger import conventions as c
 from spanledger.pricing import PriceBook
 from spanledger.sdk.attribution import baggage_dimensions
 from spanledger.sdk.budget import Budget, BudgetExceeded, active_budgets
+from spanledger.sdk.enrich import attributes_of
 from spanledger.sdk.health import Health
 from spanledger.usage import MODEL_KEYS
 
@@ -42,15 +43,16 @@ class SpanLedgerProcessor(SpanProcessor):
         self._charging: dict[int, tuple[Budget, ...]] = {}  # span id -> budgets to charge
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        ctx = parent_context if parent_context is not None else context.get_current()
         try:
-            dimensions = baggage_dimensions(parent_context)
+            dimensions = baggage_dimensions(ctx)
             if dimensions:
                 own = span.attributes
                 span.set_attributes({k: v for k, v in dimensions.items() if k not in own})
         except Exception:
             self.health.error("attribution")
             log.exception("spanledger: could not attribute span %r", span.name)
-        budgets = active_budgets(parent_context)
+        budgets = active_budgets(ctx)
         if budgets:
             self._guard(span, budgets)
 
@@ -102,7 +104,7 @@ class SpanLedgerProcessor(SpanProcessor):
             return
         try:
             priced = self.book.price_attributes(
-                dict(span.attributes or {}), span.start_time or 0, span.resource.attributes
+                attributes_of(span), span.start_time or 0, span.resource.attributes
             )
             amount = priced.cost.total
         except Exception:
