@@ -1,0 +1,271 @@
+"""Ingest pipeline: decoded spans -> priced -> stored durably -> traces finalized.
+
+One writer thread owns pricing, trace assembly and the store. Receivers (HTTP, gRPC) hand
+it batches through a bounded queue and wait for the batch's future: it resolves only
+after the spans are committed to the store, so an acknowledged span is on disk. A full
+queue is refused at once (`Backpressure`), never buffered without bound. The writer
+commits whatever has queued up in one transaction (group commit), which is what makes
+per-request durability affordable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from spanledger.pricing import PriceBook
+from spanledger.pricing.money import Femto
+from spanledger.server.stats import Stats
+from spanledger.spans import SpanRecord
+from spanledger.store import Store
+from spanledger.traces import DEFAULT_LOOP_THRESHOLD, Dimensions, PricedSpan, Trace
+
+log = logging.getLogger("spanledger.server")
+
+
+class Backpressure(Exception):
+    """The ingest queue is full: the client should retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"ingest queue full; retry after {retry_after:g}s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Batch:
+    records: Sequence[SpanRecord]
+    finalize_all: bool = False  # a barrier: finalize every open trace once stored
+    done: Future[int] = field(default_factory=Future)
+
+
+@dataclass
+class _OpenTrace:
+    trace: Trace
+    last_seen: float  # monotonic seconds of the last span
+
+
+Listener = Callable[[Sequence[PricedSpan]], None]
+
+
+class Pipeline:
+    """Prices, stores and assembles spans. `submit` from any thread; one writer thread."""
+
+    def __init__(
+        self,
+        store: Store,
+        book: PriceBook,
+        *,
+        dimensions: Dimensions | None = None,
+        loop_threshold: int = DEFAULT_LOOP_THRESHOLD,
+        max_queued_spans: int = 100_000,
+        finalize_after: float = 10.0,
+        stats: Stats | None = None,
+    ) -> None:
+        self.store = store
+        self.book = book
+        self.dimensions = dimensions or Dimensions()
+        self.loop_threshold = loop_threshold
+        self.max_queued_spans = max_queued_spans
+        self.finalize_after = finalize_after
+        self.stats = stats or Stats()
+        self.listeners: list[Listener] = []  # called with each stored batch (forwarding, alerts)
+        self._queue: deque[_Batch] = deque()
+        self._queued_spans = 0
+        self._wake = threading.Condition()
+        self._open: dict[str, _OpenTrace] = {}
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="spanledger-writer", daemon=True)
+
+    # -- receivers' side -------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, records: Sequence[SpanRecord]) -> Future[int]:
+        """Queue a batch; the future gives the number of new spans once they are durable."""
+        batch = _Batch(records)
+        if not records:
+            batch.done.set_result(0)
+            return batch.done
+        with self._wake:
+            if self._stopping:
+                raise Backpressure(retry_after=5.0)
+            if self._queued_spans + len(records) > self.max_queued_spans and self._queue:
+                self.stats.count("spans_throttled", len(records))
+                raise Backpressure(retry_after=1.0)
+            self._queue.append(batch)
+            self._queued_spans += len(records)
+            self._wake.notify()
+        return batch.done
+
+    @property
+    def queued_spans(self) -> int:
+        return self._queued_spans
+
+    @property
+    def open_traces(self) -> int:
+        return len(self._open)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Store what is queued, finalize every open trace, and stop the writer."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout)
+
+    def flush(self, *, finalize: bool = False, timeout: float = 30.0) -> None:
+        """Wait until everything submitted so far is stored, and with `finalize` until
+        every open trace is finalized (tests, demos, shutdown)."""
+        barrier = _Batch((), finalize_all=finalize)
+        with self._wake:
+            self._queue.append(barrier)
+            self._wake.notify()
+        barrier.done.result(timeout)
+
+    # -- the writer thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._queue and not self._stopping:
+                    self._wake.wait(timeout=min(1.0, self.finalize_after / 2 or 0.1))
+                batches = list(self._queue)
+                self._queue.clear()
+                stopping = self._stopping
+            if batches:
+                self._store(batches)
+            everything = any(batch.finalize_all for batch in batches) or stopping
+            try:
+                self._finalize(everything=everything)
+            except Exception:
+                log.exception("spanledger: finalizing traces failed; will retry")
+            for batch in batches:
+                if not batch.records and not batch.done.done():
+                    batch.done.set_result(0)  # a barrier: everything before it is done
+            if stopping and not self._queue:
+                return
+
+    def _store(self, batches: list[_Batch]) -> None:
+        batches = [batch for batch in batches if batch.records]
+        if not batches:
+            return
+        count = sum(len(batch.records) for batch in batches)
+        try:
+            priced = [self._price(record) for batch in batches for record in batch.records]
+            stored = self.store.append(priced)
+        except Exception as error:
+            log.exception("spanledger: storing %d spans failed", count)
+            for batch in batches:
+                batch.done.set_exception(error)
+            return
+        finally:
+            with self._wake:
+                self._queued_spans -= count
+        self.stats.count("spans_stored", stored)
+        self.stats.count("spans_duplicate", count - stored)
+        self._account(priced)
+        now = time.monotonic()
+        for span in priced:
+            self._file(span, now)
+        # Each batch learns how many of its spans were new only in aggregate; report the
+        # batch size (duplicates are acknowledged too: OTLP has no "duplicate" answer).
+        for batch in batches:
+            batch.done.set_result(len(batch.records))
+        for listener in self.listeners:
+            try:
+                listener(priced)
+            except Exception:
+                log.exception("spanledger: a listener failed on %d spans", len(priced))
+
+    def _price(self, record: SpanRecord) -> PricedSpan:
+        call = self.book.price_attributes(record.attributes, record.start_ns, record.resource)
+        return PricedSpan(record, call.usage, call.cost, call.provider, call.model)
+
+    def _account(self, priced: Sequence[PricedSpan]) -> None:
+        totals: dict[tuple[str, str, str], Femto] = {}
+        for span in priced:
+            status = span.cost.status
+            if status is None:
+                continue
+            key = (span.provider or "unknown", span.model or "unknown", status)
+            totals[key] = totals.get(key, 0) + span.cost.total
+        for key, amount in totals.items():
+            self.stats.add_cost(key, amount)
+
+    def _file(self, span: PricedSpan, now: float) -> None:
+        trace_id = span.record.trace_id
+        entry = self._open.get(trace_id)
+        if entry is None:
+            trace = Trace(trace_id, dimensions=self.dimensions, loop_threshold=self.loop_threshold)
+            entry = self._open[trace_id] = _OpenTrace(trace, now)
+        entry.trace.add(span)
+        entry.last_seen = now
+
+    def _finalize(self, *, everything: bool = False) -> None:
+        """Finalize traces whose root has ended and that saw no span for the idle window:
+        store rollups, inherited attribution and flags, and the trace's summary."""
+        now = time.monotonic()
+        ready = [
+            trace_id
+            for trace_id, entry in self._open.items()
+            if everything
+            or (
+                now - entry.last_seen >= self.finalize_after
+                and (
+                    entry.trace.root is not None or now - entry.last_seen >= 6 * self.finalize_after
+                )
+            )
+        ]
+        if not ready:
+            return
+        derived: list[PricedSpan] = []
+        summaries = []
+        for trace_id in ready:
+            trace = self._open.pop(trace_id).trace
+            if self.store.trace_summary(trace_id) is not None:
+                # A late span reopened a finalized trace: assemble it with what was stored.
+                for stored in self.store.load_trace(trace_id):
+                    if stored.span_id not in trace.spans:
+                        trace.add(stored)
+            trace.assemble()
+            derived.extend(trace.spans.values())
+            summaries.append(trace_summary(trace))
+        self.store.update_derived(derived)
+        self.store.save_traces(summaries)
+        self.stats.count("traces_finalized", len(summaries))
+
+
+def trace_summary(trace: Trace) -> dict[str, Any]:
+    """The row a finalized trace leaves in the `traces` table."""
+    root = trace.root
+    first = trace.spans[trace.roots[0]] if trace.roots else None
+    head = root or first
+    attribution = head.attribution if head else {}
+    spans = trace.spans.values()
+    return {
+        "trace_id": trace.trace_id,
+        "root_name": root.record.name if root else None,
+        "start_time": trace.start_ns,
+        "end_time": trace.end_ns,
+        "cost": trace.cost,
+        "retry_overhead": trace.retry_overhead,
+        "loop_cost": trace.loop_cost,
+        "spans": len(trace.spans),
+        "llm_calls": sum(1 for span in spans if span.is_llm),
+        "unpriced": trace.count("unpriced"),
+        "invalid": trace.count("invalid_usage"),
+        "loops": len(trace.loops),
+        "complete": trace.complete,
+        "user_id": attribution.get("user"),
+        "department": attribution.get("department"),
+        "tenant": attribution.get("tenant"),
+        "agent": attribution.get("agent"),
+        "conversation": attribution.get("conversation"),
+        "service": attribution.get("service"),
+        "models": sorted({span.model for span in spans if span.model}),
+        "agents": sorted({a for span in spans if (a := span.attribution.get("agent"))}),
+    }

@@ -1,0 +1,72 @@
+"""Server counters and spend totals, exposed as Prometheus text on /metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from spanledger.pricing.money import FEMTO_PER_USD, Femto
+
+HELP = {
+    "spans_received": "Spans received by the OTLP receivers",
+    "spans_rejected": "Spans rejected (malformed, unauthorized, too large)",
+    "spans_throttled": "Spans refused because the ingest queue was full",
+    "spans_stored": "Spans stored durably",
+    "spans_duplicate": "Spans received again and counted once",
+    "traces_finalized": "Traces finalized (rollups and attribution stored)",
+    "forward_sent": "Enriched spans forwarded downstream",
+    "forward_dropped": "Enriched spans dropped by the forwarder (queue full or downstream down)",
+    "requests_total": "OTLP export requests received",
+}
+
+
+class Stats:
+    """Thread-safe counters; `gauges` are read when /metrics is scraped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._cost: Counter[tuple[str, str, str]] = Counter()
+        self.gauges: dict[str, Callable[[], float]] = {}
+
+    def count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def add_cost(self, key: tuple[str, str, str], amount: Femto) -> None:
+        with self._lock:
+            self._cost[key] += amount
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+    def prometheus(self) -> str:
+        with self._lock:
+            counts = dict(self._counts)
+            cost = dict(self._cost)
+        lines: list[str] = []
+        for name, text in HELP.items():
+            metric = f"spanledger_{name}"
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} counter"]
+            lines.append(f"{metric} {counts.get(name, 0)}")
+        lines += [
+            "# HELP spanledger_cost_usd_total Cost of stored LLM spans (USD)",
+            "# TYPE spanledger_cost_usd_total counter",
+        ]
+        for (provider, model, status), amount in sorted(cost.items()):
+            labels = _labels(provider=provider, model=model, price_status=status)
+            lines.append(f"spanledger_cost_usd_total{{{labels}}} {amount / FEMTO_PER_USD!r}")
+        for name, read in sorted(self.gauges.items()):
+            metric = f"spanledger_{name}"
+            lines += [f"# TYPE {metric} gauge", f"{metric} {read()}"]
+        return "\n".join(lines) + "\n"
+
+
+def _labels(**values: str) -> str:
+    return ",".join(f'{key}="{_escape(value)}"' for key, value in values.items())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

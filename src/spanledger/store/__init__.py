@@ -1,0 +1,60 @@
+"""Storage: the `Store` protocol the pipeline writes to, and its implementations.
+
+The pipeline only ever calls these methods, so a ClickHouse store can stand in for the
+embedded DuckDB one without touching it. A store knows rows, not HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from spanledger.traces import PricedSpan
+
+DIMENSIONS = ("user", "department", "tenant", "agent", "conversation", "service")
+GROUPABLE = (*DIMENSIONS, "model", "provider", "day", "hour", "price_status", "agent_path")
+
+
+@dataclass(frozen=True)
+class TraceFilter:
+    """What `list_traces` and `costs` select. Times are UTC; `to` is exclusive."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    dimensions: dict[str, str] = field(default_factory=dict)  # e.g. {"user": "u-42"}
+    model: str | None = None
+    min_cost_femto: int | None = None
+    limit: int = 100
+
+
+class Store(Protocol):
+    """Where priced spans live. Every method is safe to call from one writer thread and
+    many reader threads."""
+
+    def append(self, spans: Sequence[PricedSpan]) -> int:
+        """Store spans durably (on disk when this returns); a span already stored,
+        by (trace_id, span_id), is skipped. Returns how many were new."""
+        ...
+
+    def update_derived(self, spans: Sequence[PricedSpan]) -> None:
+        """Record what assembly derived for stored spans: rollup, inherited attribution,
+        agent path, retry and loop flags."""
+        ...
+
+    def load_trace(self, trace_id: str) -> list[PricedSpan]:
+        """A stored trace's spans, priced as they were stored (for late spans)."""
+        ...
+
+    def list_traces(self, query: TraceFilter) -> list[dict[str, Any]]: ...
+
+    def trace_spans(self, trace_id: str) -> list[dict[str, Any]]: ...
+
+    def costs(self, group_by: Sequence[str], query: TraceFilter) -> list[dict[str, Any]]: ...
+
+    def unpriced(self, query: TraceFilter) -> list[dict[str, Any]]: ...
+
+    def totals(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

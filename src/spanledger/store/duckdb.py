@@ -1,0 +1,448 @@
+"""DuckDBStore: the embedded default — one file, one row per span, exact money.
+
+Money is stored as DECIMAL(38,0) femto-dollars (10^-15 USD), so sums are exact in SQL and
+become decimal strings only at the API. Spans are keyed by (trace id, span id): the key
+columns are the low 64 bits of the trace id and the 64-bit span id, both random in W3C
+ids, which keeps the primary-key index small and the insert path fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from spanledger import conventions as c
+from spanledger.pricing import Cost
+from spanledger.spans import SpanRecord
+from spanledger.store import GROUPABLE, TraceFilter
+from spanledger.traces import PricedSpan
+from spanledger.usage import Usage
+
+MONEY = pa.decimal128(38, 0)
+_MASK64 = (1 << 64) - 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    tk UBIGINT NOT NULL, sk UBIGINT NOT NULL,
+    trace_id VARCHAR NOT NULL, span_id VARCHAR NOT NULL, parent_span_id VARCHAR NOT NULL,
+    name VARCHAR, kind UTINYINT, scope VARCHAR,
+    start_time TIMESTAMP_NS NOT NULL, end_time TIMESTAMP_NS,
+    status_code UTINYINT, status_message VARCHAR,
+    provider VARCHAR, model VARCHAR, operation VARCHAR, tool VARCHAR,
+    input_uncached BIGINT, cache_read BIGINT, cache_write BIGINT, cache_write_1h BIGINT,
+    output BIGINT, reasoning BIGINT, usage_source VARCHAR, response_cached BOOLEAN,
+    price_status VARCHAR, price_model VARCHAR, price_source VARCHAR, price_reason VARCHAR,
+    cache_status VARCHAR,
+    cost_input DECIMAL(38,0), cost_cache_read DECIMAL(38,0), cost_cache_write DECIMAL(38,0),
+    cost_output DECIMAL(38,0), cost DECIMAL(38,0), saved_by_cache DECIMAL(38,0),
+    reported DECIMAL(38,0),
+    user_id VARCHAR, department VARCHAR, tenant VARCHAR, agent VARCHAR, conversation VARCHAR,
+    service VARCHAR,
+    agent_path VARCHAR, rollup DECIMAL(38,0), depth INTEGER,
+    orphan BOOLEAN, retry BOOLEAN, loop BOOLEAN, finalized BOOLEAN DEFAULT false,
+    attributes JSON, resource JSON,
+    ingested_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (tk, sk)
+);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id VARCHAR PRIMARY KEY,
+    root_name VARCHAR, start_time TIMESTAMP_NS, end_time TIMESTAMP_NS,
+    cost DECIMAL(38,0), retry_overhead DECIMAL(38,0), loop_cost DECIMAL(38,0),
+    spans INTEGER, llm_calls INTEGER, unpriced INTEGER, invalid INTEGER, loops INTEGER,
+    complete BOOLEAN,
+    user_id VARCHAR, department VARCHAR, tenant VARCHAR, agent VARCHAR,
+    conversation VARCHAR, service VARCHAR,
+    models VARCHAR[], agents VARCHAR[],
+    finalized_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
+
+# Dimension name -> column; `day`/`hour` are derived from start_time.
+_COLUMN = {
+    "user": "user_id",
+    "department": "department",
+    "tenant": "tenant",
+    "agent": "agent",
+    "conversation": "conversation",
+    "service": "service",
+    "model": "model",
+    "provider": "provider",
+    "price_status": "price_status",
+    "agent_path": "agent_path",
+    "day": "strftime(date_trunc('day', start_time), '%Y-%m-%d')",
+    "hour": "strftime(date_trunc('hour', start_time), '%Y-%m-%dT%H:00Z')",
+}
+assert set(_COLUMN) == set(GROUPABLE)
+
+
+_TRACE_SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("root_name", pa.string()),
+        ("start_time", pa.timestamp("ns")),
+        ("end_time", pa.timestamp("ns")),
+        ("cost", MONEY),
+        ("retry_overhead", MONEY),
+        ("loop_cost", MONEY),
+        *((name, pa.int32()) for name in ("spans", "llm_calls", "unpriced", "invalid", "loops")),
+        ("complete", pa.bool_()),
+        *(
+            (name, pa.string())
+            for name in ("user_id", "department", "tenant", "agent", "conversation", "service")
+        ),
+        ("models", pa.list_(pa.string())),
+        ("agents", pa.list_(pa.string())),
+    ]
+)
+
+
+def _keys(trace_id: str, span_id: str) -> tuple[int, int]:
+    return int(trace_id[16:], 16) & _MASK64, int(span_id, 16)
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, default=str, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN/Infinity are not JSON: keep them readable as strings
+        return json.dumps(_finite(value), default=str, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class DuckDBStore:
+    """`Store` on one DuckDB file. One writer connection; readers get their own cursor."""
+
+    def __init__(self, path: str | Path = "spanledger.duckdb") -> None:
+        self.path = str(path)
+        self._db = duckdb.connect(self.path)
+        self._db.execute(SCHEMA)
+        self._write = threading.Lock()
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(self, spans: Sequence[PricedSpan]) -> int:
+        if not spans:
+            return 0
+        batch = self._rows(spans)  # noqa: F841 (read by name in SQL)
+        with self._write:
+            before = self._count()
+            self._db.execute("INSERT INTO spans BY NAME SELECT * FROM batch ON CONFLICT DO NOTHING")
+            return self._count() - before
+
+    def _count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM spans").fetchone()[0]  # type: ignore[index]
+
+    def _rows(self, spans: Sequence[PricedSpan]) -> pa.Table:
+        columns: dict[str, list[Any]] = {name: [] for name in _ROW_FIELDS}
+        for span in spans:
+            for name, value in zip(_ROW_FIELDS, _row(span), strict=True):
+                columns[name].append(value)
+        arrays = {
+            name: pa.array(values, _ARROW_TYPES.get(name)) for name, values in columns.items()
+        }
+        return pa.table(arrays)
+
+    def update_derived(self, spans: Sequence[PricedSpan]) -> None:
+        if not spans:
+            return
+        derived = pa.table(  # noqa: F841 (read by name in SQL)
+            {
+                "tk": pa.array(
+                    [_keys(s.record.trace_id, s.span_id)[0] for s in spans], pa.uint64()
+                ),
+                "sk": pa.array([int(s.span_id, 16) for s in spans], pa.uint64()),
+                "user_id": [s.attribution.get("user") for s in spans],
+                "department": [s.attribution.get("department") for s in spans],
+                "tenant": [s.attribution.get("tenant") for s in spans],
+                "agent": [s.attribution.get("agent") for s in spans],
+                "conversation": [s.attribution.get("conversation") for s in spans],
+                "service": [s.attribution.get("service") for s in spans],
+                "agent_path": [s.agent_path or None for s in spans],
+                "rollup": pa.array([s.rollup for s in spans], MONEY),
+                "depth": [s.depth for s in spans],
+                "orphan": [s.orphan for s in spans],
+                "retry": [s.retry for s in spans],
+                "loop": [s.loop for s in spans],
+            }
+        )
+        with self._write:
+            self._db.execute(
+                """
+                UPDATE spans SET user_id = d.user_id, department = d.department,
+                    tenant = d.tenant, agent = d.agent, conversation = d.conversation,
+                    service = d.service, agent_path = d.agent_path, rollup = d.rollup,
+                    depth = d.depth, orphan = d.orphan, retry = d.retry, loop = d.loop,
+                    finalized = true
+                FROM derived AS d WHERE spans.tk = d.tk AND spans.sk = d.sk
+                """
+            )
+
+    def save_traces(self, summaries: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace finalized traces' summary rows."""
+        if not summaries:
+            return
+        rows = pa.Table.from_pylist(list(summaries), schema=_TRACE_SCHEMA)  # noqa: F841
+        with self._write:
+            self._db.execute("INSERT OR REPLACE INTO traces BY NAME SELECT * FROM rows")
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read(self) -> duckdb.DuckDBPyConnection:
+        return self._db.cursor()
+
+    def load_trace(self, trace_id: str) -> list[PricedSpan]:
+        rows = (
+            self._read()
+            .execute(
+                f"SELECT {', '.join(_LOAD_FIELDS)} FROM spans WHERE tk = ? AND trace_id = ?",
+                [_keys(trace_id, "0")[0], trace_id],
+            )
+            .fetchall()
+        )
+        return [_priced_from_row(dict(zip(_LOAD_FIELDS, row, strict=True))) for row in rows]
+
+    def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
+        cursor = self._read().execute(
+            "SELECT * EXCLUDE (tk, sk) FROM spans WHERE tk = ? AND trace_id = ? "
+            "ORDER BY start_time, span_id",
+            [_keys(trace_id, "0")[0], trace_id],
+        )
+        return _dicts(cursor)
+
+    def trace_summary(self, trace_id: str) -> dict[str, Any] | None:
+        rows = _dicts(self._read().execute("SELECT * FROM traces WHERE trace_id = ?", [trace_id]))
+        return rows[0] if rows else None
+
+    def list_traces(self, query: TraceFilter) -> list[dict[str, Any]]:
+        where, params = _time_filter(query)
+        for name, value in query.dimensions.items():
+            if name == "agent":
+                where.append("list_contains(agents, ?)")
+            else:
+                where.append(f"{_COLUMN[name]} = ?")
+            params.append(value)
+        if query.model:
+            where.append("list_contains(models, ?)")
+            params.append(query.model)
+        if query.min_cost_femto is not None:
+            where.append("cost >= ?")
+            params.append(query.min_cost_femto)
+        sql = "SELECT * FROM traces"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_time DESC, trace_id LIMIT ?"
+        return _dicts(self._read().execute(sql, [*params, query.limit]))
+
+    def costs(self, group_by: Sequence[str], query: TraceFilter) -> list[dict[str, Any]]:
+        unknown = [name for name in group_by if name not in _COLUMN]
+        if unknown:
+            raise ValueError(
+                f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}"
+            )
+        where, params = _time_filter(query)
+        where.append("price_status IS NOT NULL")
+        for name, value in query.dimensions.items():
+            where.append(f"{_COLUMN[name]} = ?")
+            params.append(value)
+        if query.model:
+            where.append("model = ?")
+            params.append(query.model)
+        keys = [f"{_COLUMN[name]} AS {name}" for name in group_by]
+        sql = f"""
+            SELECT {", ".join([*keys, ""])}
+                sum(cost)::DECIMAL(38,0) AS cost,
+                sum(saved_by_cache)::DECIMAL(38,0) AS saved_by_cache,
+                sum(CASE WHEN retry THEN rollup ELSE 0 END)::DECIMAL(38,0) AS retry_overhead,
+                count(*) AS calls,
+                count(*) FILTER (WHERE price_status = 'unpriced') AS unpriced_calls,
+                sum(input_uncached + cache_read + cache_write + cache_write_1h) AS input_tokens,
+                sum(cache_read) AS cache_read_tokens,
+                sum(output) AS output_tokens
+            FROM spans WHERE {" AND ".join(where)}
+            {"GROUP BY ALL" if group_by else ""}
+            ORDER BY cost DESC
+        """
+        return _dicts(self._read().execute(sql, params))
+
+    def unpriced(self, query: TraceFilter) -> list[dict[str, Any]]:
+        where, params = _time_filter(query)
+        sql = f"""
+            SELECT coalesce(model, '(no model)') AS model, provider, count(*) AS spans,
+                sum(input_uncached + cache_read + cache_write + cache_write_1h) AS input_tokens,
+                sum(output) AS output_tokens, any_value(price_reason) AS reason,
+                max(start_time) AS last_seen
+            FROM spans WHERE price_status IN ('unpriced', 'reported_only')
+            {"AND " + " AND ".join(where) if where else ""}
+            GROUP BY ALL ORDER BY spans DESC
+        """
+        return _dicts(self._read().execute(sql, params))
+
+    def totals(self) -> dict[str, Any]:
+        row = _dicts(
+            self._read().execute(
+                """SELECT count(*) AS spans, count(DISTINCT trace_id) AS traces,
+                   coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost FROM spans"""
+            )
+        )
+        return row[0]
+
+    def close(self) -> None:
+        with self._write:
+            self._db.close()
+
+
+def _time_filter(query: TraceFilter) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if query.start is not None:
+        where.append("start_time >= ?")
+        params.append(query.start.astimezone(dt.UTC).replace(tzinfo=None))
+    if query.end is not None:
+        where.append("start_time < ?")
+        params.append(query.end.astimezone(dt.UTC).replace(tzinfo=None))
+    return where, params
+
+
+def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+_ROW_FIELDS = (
+    "tk", "sk", "trace_id", "span_id", "parent_span_id", "name", "kind", "scope",
+    "start_time", "end_time", "status_code", "status_message",
+    "provider", "model", "operation", "tool",
+    "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
+    "usage_source", "response_cached",
+    "price_status", "price_model", "price_source", "price_reason", "cache_status",
+    "cost_input", "cost_cache_read", "cost_cache_write", "cost_output", "cost",
+    "saved_by_cache", "reported",
+    "user_id", "department", "tenant", "agent", "conversation", "service",
+    "agent_path", "rollup", "depth", "orphan", "retry", "loop",
+    "attributes", "resource",
+)  # fmt: skip
+_MONEY_FIELDS = (
+    "cost_input", "cost_cache_read", "cost_cache_write", "cost_output", "cost",
+    "saved_by_cache", "reported", "rollup",
+)  # fmt: skip
+_TEXT_FIELDS = (
+    "user_id", "department", "tenant", "agent", "conversation", "service", "agent_path",
+    "model", "provider", "operation", "tool", "price_status", "price_model", "price_source",
+    "price_reason", "cache_status", "status_message",
+)  # fmt: skip
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "tk": pa.uint64(),
+    "sk": pa.uint64(),
+    "kind": pa.uint8(),
+    "status_code": pa.uint8(),
+    "start_time": pa.timestamp("ns"),
+    "end_time": pa.timestamp("ns"),
+    "depth": pa.int32(),
+    **dict.fromkeys(_MONEY_FIELDS, MONEY),
+    **dict.fromkeys(_TEXT_FIELDS, pa.string()),
+    **dict.fromkeys(
+        ("input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning"),
+        pa.int64(),
+    ),
+    **dict.fromkeys(("response_cached", "orphan", "retry", "loop"), pa.bool_()),
+}
+
+
+def _row(span: PricedSpan) -> tuple[Any, ...]:
+    record, usage, cost = span.record, span.usage, span.cost
+    attrs = record.attributes
+    tk, sk = _keys(record.trace_id, record.span_id)
+    priced = cost.status is not None
+    dims = span.attribution
+    return (
+        tk, sk, record.trace_id, record.span_id, record.parent_span_id, record.name,
+        record.kind, record.scope, record.start_ns, record.end_ns, record.status_code,
+        record.status_message or None,
+        span.provider, span.model, _text(attrs.get(c.GEN_AI_OPERATION_NAME)), span.tool,
+        usage.input_uncached, usage.cache_read, usage.cache_write, usage.cache_write_1h,
+        usage.output, usage.reasoning, usage.source, usage.response_cached,
+        cost.status, cost.model, cost.source, cost.reason,
+        cost.cache_status if priced else None,
+        cost.input, cost.cache_read, cost.cache_write, cost.output, cost.total,
+        cost.saved_by_cache, cost.reported,
+        dims.get("user"), dims.get("department"), dims.get("tenant"), dims.get("agent"),
+        dims.get("conversation"), dims.get("service"),
+        span.agent_path or None, span.rollup, span.depth, span.orphan, span.retry, span.loop,
+        _json(dict(attrs)), _json(dict(record.resource)),
+    )  # fmt: skip
+
+
+_LOAD_FIELDS = (
+    "trace_id", "span_id", "parent_span_id", "name", "kind", "scope",
+    "epoch_ns(start_time)", "epoch_ns(end_time)", "status_code", "status_message",
+    "provider", "model",
+    "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
+    "usage_source", "response_cached",
+    "price_status", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output",
+    "saved_by_cache", "reported", "cache_status", "price_model", "price_source",
+    "price_reason", "cost", "attributes", "resource",
+)  # fmt: skip
+
+
+def _priced_from_row(row: dict[str, Any]) -> PricedSpan:
+    record = SpanRecord(
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        parent_span_id=row["parent_span_id"],
+        name=row["name"] or "",
+        start_ns=row["epoch_ns(start_time)"],
+        end_ns=row["epoch_ns(end_time)"] or 0,
+        status_code=row["status_code"] or 0,
+        status_message=row["status_message"] or "",
+        kind=row["kind"] or 0,
+        attributes=json.loads(row["attributes"]),
+        resource=json.loads(row["resource"]),
+        scope=row["scope"] or "",
+    )
+    usage = Usage(
+        input_uncached=row["input_uncached"],
+        cache_read=row["cache_read"],
+        cache_write=row["cache_write"],
+        cache_write_1h=row["cache_write_1h"],
+        output=row["output"],
+        reasoning=row["reasoning"],
+        source=row["usage_source"],
+        response_cached=bool(row["response_cached"]),
+        invalid=row["price_reason"] if row["price_status"] == "invalid_usage" else None,
+    )
+
+    def money(name: str) -> int:
+        return int(row[name] or 0)
+
+    cost = Cost(
+        row["price_status"],
+        money("cost_input"),
+        money("cost_cache_read"),
+        money("cost_cache_write"),
+        money("cost_output"),
+        money("saved_by_cache"),
+        None if row["reported"] is None else int(row["reported"]),
+        row["cache_status"] or "none",
+        row["price_model"],
+        row["price_source"],
+        row["price_reason"],
+    )
+    return PricedSpan(record, usage, cost, row["provider"], row["model"])
