@@ -165,5 +165,55 @@ def prices(
         )
 
 
+@app.command()
+def serve(
+    db: Annotated[str | None, typer.Option(help="DuckDB file (default spanledger.duckdb).")] = None,
+    http_port: Annotated[int | None, typer.Option(help="OTLP/HTTP and API port (4318).")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="OTLP/gRPC port (4317); 0: off.")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
+    rates: RatesOption = None,
+    no_default_prices: NoDefaultsOption = False,
+    forward: Annotated[
+        str | None, typer.Option(help="Forward enriched spans to this OTLP/HTTP endpoint.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="SPANLEDGER_TOKEN", help="Require this bearer token.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config; flags override it.")] = None,
+) -> None:
+    """Receive OTLP traces, price and store every span, serve the API and dashboard."""
+    from spanledger.server.config import ConfigError, ServeConfig
+    from spanledger.server.run import Server
+
+    try:
+        settings = ServeConfig.load(config)
+        overrides: dict[str, object] = {
+            "db": db,
+            "token": token,
+            "rates": [str(path) for path in rates] if rates else None,
+            "use_default_prices": False if no_default_prices else None,
+            "forward": {"url": forward} if forward else None,
+        }
+        data = settings.model_dump()
+        data.update({key: value for key, value in overrides.items() if value is not None})
+        for listener, port in (("http", http_port), ("grpc", grpc_port)):
+            if port is not None:
+                data[listener]["port"] = port
+            if host is not None:
+                data[listener]["host"] = host
+        settings = ServeConfig.model_validate(data)
+        server = Server.build(settings)
+    except (ConfigError, RateSheetError, ValueError) as error:
+        err.print(f"error: {error}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    out.print(
+        f"SpanLedger on {server.http_url} (OTLP/HTTP /v1/traces, API /api, /metrics), "
+        f"store {settings.db}",
+        markup=False,
+        highlight=False,
+    )
+    server.run()
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
