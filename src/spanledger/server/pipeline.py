@@ -224,9 +224,10 @@ class Pipeline:
             return
         derived: list[PricedSpan] = []
         summaries = []
+        reopened = self.store.finalized_among(ready)
         for trace_id in ready:
             trace = self._open.pop(trace_id).trace
-            if self.store.trace_summary(trace_id) is not None:
+            if trace_id in reopened:
                 # A late span reopened a finalized trace: assemble it with what was stored.
                 for stored in self.store.load_trace(trace_id):
                     if stored.span_id not in trace.spans:

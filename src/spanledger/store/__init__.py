@@ -43,6 +43,16 @@ class Store(Protocol):
         agent path, retry and loop flags."""
         ...
 
+    def save_traces(self, summaries: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace finalized traces' summary rows."""
+        ...
+
+    def finalized_among(self, trace_ids: Sequence[str]) -> set[str]:
+        """Which of these traces were finalized before (a late span reopens them)."""
+        ...
+
+    def trace_summary(self, trace_id: str) -> dict[str, Any] | None: ...
+
     def load_trace(self, trace_id: str) -> list[PricedSpan]:
         """A stored trace's spans, priced as they were stored (for late spans)."""
         ...

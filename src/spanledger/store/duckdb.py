@@ -205,6 +205,18 @@ class DuckDBStore:
             self._db.execute("INSERT OR REPLACE INTO traces BY NAME SELECT * FROM rows")
 
     # -- reading ---------------------------------------------------------------------------
+    def finalized_among(self, trace_ids: Sequence[str]) -> set[str]:
+        """Which of these traces were finalized before (one query for a whole round)."""
+        if not trace_ids:
+            return set()
+        ids = pa.table({"trace_id": pa.array(list(trace_ids), pa.string())})  # noqa: F841
+        rows = (
+            self._read()
+            .execute("SELECT trace_id FROM traces SEMI JOIN ids USING (trace_id)")
+            .fetchall()
+        )
+        return {row[0] for row in rows}
+
     def _read(self) -> duckdb.DuckDBPyConnection:
         return self._db.cursor()
 
