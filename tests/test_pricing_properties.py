@@ -43,9 +43,23 @@ any_value = st.one_of(
     st.sampled_from(MODELS + PROVIDERS + ["openlit"]),
     st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=3),
 )
-attribute_dicts = st.dictionaries(
-    st.one_of(st.sampled_from(KNOWN_KEYS), st.text(max_size=20)), any_value, max_size=14
+money_values = st.one_of(
+    any_value,
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.from_regex(r"\A-?[0-9]{1,3}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,7})?\Z"),  # 1e999999
 )
+
+
+def _merge(parts: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    return {**parts[0], **parts[1]}
+
+
+attribute_dicts = st.tuples(
+    st.dictionaries(
+        st.one_of(st.sampled_from(KNOWN_KEYS), st.text(max_size=20)), any_value, max_size=14
+    ),
+    st.dictionaries(st.sampled_from(c.REPORTED_COST_KEYS), money_values, max_size=2),
+).map(_merge)
 resources = st.one_of(
     st.just({}),
     st.just({c.TELEMETRY_SDK_NAME: c.OPENLIT_SDK_NAME}),

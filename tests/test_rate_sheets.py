@@ -279,7 +279,9 @@ def test_from_files_rejects_a_bad_sheet(tmp_path: Path) -> None:
     good.write_text("models: []\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  - match: x\n")
-    with pytest.raises(RateSheetError, match=r"bad\.yaml:2: models\.0\.per_million: missing `per_million`"):
+    with pytest.raises(
+        RateSheetError, match=r"bad\.yaml:2: models\.0\.per_million: missing `per_million`"
+    ):
         PriceBook.from_files([str(good), str(bad)], use_defaults=False)
 
 

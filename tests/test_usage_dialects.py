@@ -382,8 +382,10 @@ def test_provider_of(attrs: dict[str, Any], expected: str | None) -> None:
     ("attrs", "expected"),
     [
         # the response model is what was billed; the request model may be an alias
-        ({"gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06"},
-         "gpt-4o-2024-08-06"),
+        (
+            {"gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "gpt-4o-2024-08-06"},
+            "gpt-4o-2024-08-06",
+        ),
         ({"gen_ai.request.model": "gpt-4o"}, "gpt-4o"),
         ({"gen_ai.request.model": "gpt-4o", "gen_ai.response.model": "  "}, "gpt-4o"),
         ({"gen_ai.request.model": "gpt-4o", "gen_ai.response.model": 4}, "gpt-4o"),

@@ -29,6 +29,9 @@ ENDUSER_ID: Final = "enduser.id"
 SERVICE_NAME: Final = "service.name"
 TELEMETRY_SDK_NAME: Final = "telemetry.sdk.name"
 
+# Operations that organise work rather than call a model (no usage of their own).
+AGENT_OPERATIONS: Final = frozenset({"invoke_agent", "create_agent", "execute_tool"})
+
 # --- OpenLLMetry / Traceloop ------------------------------------------------------------
 OPENLLMETRY_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
 OPENLLMETRY_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"
@@ -39,6 +42,7 @@ OPENLLMETRY_TOTAL_TOKENS: Final = "llm.usage.total_tokens"
 TRACELOOP_ENTITY_NAME: Final = "traceloop.entity.name"
 TRACELOOP_SPAN_KIND: Final = "traceloop.span.kind"
 TRACELOOP_USER_ID: Final = "traceloop.association.properties.user_id"
+TRACELOOP_REQUEST_TYPE: Final = "llm.request.type"
 
 # --- OpenInference (Arize Phoenix) ------------------------------------------------------
 OPENINFERENCE_PROMPT: Final = "llm.token_count.prompt"

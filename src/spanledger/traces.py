@@ -343,7 +343,9 @@ class TraceAssembler:
         self._traces: dict[str, Trace] = {}
 
     def price(self, record: SpanRecord) -> PricedSpan:
-        priced = self.book.price_attributes(record.attributes, record.start_ns, record.resource)
+        priced = self.book.price_attributes(
+            record.attributes, record.start_ns, record.resource, failed=record.failed
+        )
         return PricedSpan(record, priced.usage, priced.cost, priced.provider, priced.model)
 
     def add(self, records: Iterable[SpanRecord]) -> set[str]:

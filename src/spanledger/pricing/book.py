@@ -102,7 +102,7 @@ class PriceBook:
     def __init__(self, sheets: Sequence[RateSheet] = (), *, use_defaults: bool = True) -> None:
         self.sheets = tuple(sheets)
         self.use_defaults = use_defaults
-        self._cache: dict[tuple[str | None, str, int], Rates | None] = {}
+        self._cache: dict[tuple[str | None, str, str | None, int], Rates | None] = {}
         # Cache period per model: a day, or half an hour for time-of-day (off-peak) prices.
         self._period: dict[tuple[str | None, str], int] = {}
 
@@ -111,36 +111,47 @@ class PriceBook:
         return cls([RateSheet.load(path) for path in paths], use_defaults=use_defaults)
 
     # -- rates ---------------------------------------------------------------------------
-    def rates(self, provider: str | None, model: str, start_ns: int) -> Rates | None:
-        """The rates in force for a model when a span started; None if it has no price."""
-        key = (provider, model, start_ns // self._period.get((provider, model), _NS_PER_DAY))
+    def rates(
+        self, provider: str | None, model: str, start_ns: int, alias: str | None = None
+    ) -> Rates | None:
+        """The rates in force for a model when a span started; None if it has no price.
+
+        `alias` is the model as requested (`gpt-4o-mini`) when the span names the dated
+        snapshot that answered (`gpt-4o-mini-2024-07-18`): a price for either applies,
+        the exact name first."""
+        period = self._period.get((provider, model), _NS_PER_DAY)
+        key = (provider, model, alias, start_ns // period)
         try:
             return self._cache[key]
         except KeyError:
             pass
         at = dt.datetime.fromtimestamp(start_ns // 10**9, tz=dt.UTC)
-        found = self._lookup(provider, model, at)
+        names = (model,) if alias is None or alias == model else (model, alias)
+        found = self._lookup(provider, names, at)
         if defaults.varies_within_day(provider, model):
             self._period[(provider, model)] = _NS_PER_HALF_HOUR
-            key = (provider, model, start_ns // _NS_PER_HALF_HOUR)
+            key = (provider, model, alias, start_ns // _NS_PER_HALF_HOUR)
         self._cache[key] = found
         return found
 
-    def _lookup(self, provider: str | None, model: str, at: dt.datetime) -> Rates | None:
+    def _lookup(
+        self, provider: str | None, names: tuple[str, ...], at: dt.datetime
+    ) -> Rates | None:
         day = at.date()
         rates = None
         for sheet in reversed(self.sheets):  # later sheets win
-            rates = sheet.rates_for(provider, model, day)
+            rates = next((r for name in names if (r := sheet.rates_for(provider, name, day))), None)
             if rates is not None:
                 break
         if rates is None and self.use_defaults:
-            rates = defaults.rates(provider, model, at)
+            rates = next((r for name in names if (r := defaults.rates(provider, name, at))), None)
         if rates is None:
             return None
         for sheet in reversed(self.sheets):
-            discount = sheet.discount_for(provider, model, day)
-            if discount is not None:
-                return rates.discounted(discount.percent, sheet.version)
+            for name in names:
+                discount = sheet.discount_for(provider, name, day)
+                if discount is not None:
+                    return rates.discounted(discount.percent, sheet.version)
         return rates
 
     # -- pricing -------------------------------------------------------------------------
@@ -152,8 +163,13 @@ class PriceBook:
         model: str | None,
         start_ns: int,
         reported: Femto | None = None,
+        alias: str | None = None,
+        failed: bool = False,
     ) -> Cost:
-        """Cost of one call. Never raises; what cannot be priced says why."""
+        """Cost of one call. Never raises; what cannot be priced says why.
+
+        A call that names a model but reports no tokens is `unpriced`, not $0, unless it
+        failed (a rejected request is not billed)."""
         if usage.is_empty and model is None:
             if reported is not None:
                 return Cost(status="reported_only", reported=reported, reason="no usage on span")
@@ -169,7 +185,11 @@ class PriceBook:
             )
         if model is None:
             return self._unpriced(usage, reported, None, "no model name on span")
-        rates = self.rates(provider, model, start_ns)
+        if usage.is_empty and not failed:
+            return self._unpriced(
+                usage, reported, model, "no token usage on span (a stream without usage?)"
+            )
+        rates = self.rates(provider, model, start_ns, alias)
         if rates is None:
             where = f" from {provider}" if provider else ""
             return self._unpriced(usage, reported, model, f"no price for {model}{where}")
@@ -207,13 +227,26 @@ class PriceBook:
         attrs: Mapping[str, Any],
         start_ns: int,
         resource: Mapping[str, Any] | None = None,
+        failed: bool | None = None,
     ) -> PricedCall:
-        """Identify, normalize and price a span from its attributes: the whole core."""
+        """Identify, normalize and price a span from its attributes: the whole core.
+
+        `failed`: the span's status was ERROR (default: whether it has `error.type`)."""
         provider = provider_of(attrs)
         model = model_of(attrs)
         usage = normalize(attrs, resource, provider)
+        operation = attrs.get(c.GEN_AI_OPERATION_NAME)
+        if usage.is_empty and isinstance(operation, str) and operation in c.AGENT_OPERATIONS:
+            model = None  # an agent or tool span that names its model is not a model call
+        requested = attrs.get(c.GEN_AI_REQUEST_MODEL)
         cost = self.price(
-            usage, provider=provider, model=model, start_ns=start_ns, reported=reported_cost(attrs)
+            usage,
+            provider=provider,
+            model=model,
+            start_ns=start_ns,
+            reported=reported_cost(attrs),
+            alias=requested if isinstance(requested, str) and requested else None,
+            failed=c.ERROR_TYPE in attrs if failed is None else failed,
         )
         return PricedCall(provider, model, usage, cost)
 

@@ -40,8 +40,8 @@ def femto_from_usd(value: object) -> Femto | None:
     """A dollar amount written by someone else (a reported cost) -> femto-dollars.
 
     Returns None for anything that is not a finite number below 10^18 USD."""
-    if isinstance(value, bool):
-        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        return None  # an OTel array would be read as Decimal's (sign, digits, exponent) tuple
     try:
         amount = Decimal(str(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
     except (InvalidOperation, TypeError, ValueError):

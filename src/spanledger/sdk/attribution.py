@@ -43,6 +43,9 @@ def attribute(
     }
     entries = {c.ATTRIBUTION_KEYWORDS[name]: v for name, v in named.items() if v is not None}
     entries.update({_EXTRA_PREFIX + name: v for name, v in extra.items() if v is not None})
+    reserved = [key for key in entries if not _attributable(key)]
+    if reserved:
+        raise ValueError(f"{', '.join(reserved)}: names SpanLedger writes, not dimensions")
     ctx = context.get_current()
     for key, value in entries.items():
         ctx = baggage.set_baggage(key, str(value), ctx)
@@ -54,6 +57,16 @@ def attribute(
 
 
 _KNOWN = frozenset(c.ATTRIBUTION_KEYWORDS.values())
+# What SpanLedger itself writes: baggage from a caller must never set these (forged costs).
+_RESERVED = frozenset({"cost", "price", "cache", "budget", "usage"})
+
+
+def _attributable(key: str) -> bool:
+    if key in _KNOWN:
+        return True
+    if not key.startswith(_EXTRA_PREFIX):
+        return False
+    return key[len(_EXTRA_PREFIX) :].split(".", 1)[0] not in _RESERVED
 
 
 def baggage_dimensions(ctx: context.Context | None) -> Mapping[str, Any]:
@@ -61,4 +74,4 @@ def baggage_dimensions(ctx: context.Context | None) -> Mapping[str, Any]:
     entries = baggage.get_all(ctx)
     if not entries:
         return {}
-    return {k: v for k, v in entries.items() if k in _KNOWN or k.startswith(_EXTRA_PREFIX)}
+    return {k: v for k, v in entries.items() if _attributable(k)}

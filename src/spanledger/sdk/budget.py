@@ -60,18 +60,19 @@ class Budget:
     def __post_init__(self) -> None:
         self._limit = None if self.max_usd is None else femto_from_usd(self.max_usd)
 
-    def admit_llm_call(self, model: str | None) -> None:
-        """Count a call about to be sent, or refuse it."""
+    def check_llm_call(self, model: str | None) -> None:
+        """Refuse a call if this budget is used up (does not count it)."""
         with self._lock:
             if self._limit is not None and self.spent >= self._limit:
                 raise BudgetExceeded(
                     self, f"budget of ${self.max_usd} used up; call to {model} refused"
                 )
             if self.max_llm_calls is not None and self.llm_calls >= self.max_llm_calls:
-                raise BudgetExceeded(
-                    self,
-                    f"limit of {self.max_llm_calls} LLM calls reached; call to {model} refused",
-                )
+                reason = f"limit of {self.max_llm_calls} LLM calls reached"
+                raise BudgetExceeded(self, f"{reason}; call to {model} refused")
+
+    def count_llm_call(self) -> None:
+        with self._lock:
             self.llm_calls += 1
 
     def admit_tool_call(self, tool: str, arguments: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
 
 from spanledger import conventions as c
 from spanledger.pricing import PriceBook
@@ -65,6 +66,14 @@ def attributes_of(span: ReadableSpan) -> dict[str, Any]:
         return {}
     copied = attributes.copy() if hasattr(attributes, "copy") else None
     return copied if isinstance(copied, dict) else dict(attributes)
+
+
+def price_span(book: PriceBook, span: ReadableSpan, attributes: dict[str, Any]) -> PricedCall:
+    """Price a finished SDK span (its status tells whether the call failed)."""
+    failed = span.status.status_code is StatusCode.ERROR or c.ERROR_TYPE in attributes
+    return book.price_attributes(
+        attributes, span.start_time or 0, span.resource.attributes, failed=failed
+    )
 
 
 def enriched(span: ReadableSpan, attributes: dict[str, Any]) -> ReadableSpan:
@@ -127,9 +136,7 @@ class CostExporter(SpanExporter):
     ) -> ReadableSpan:
         try:
             attributes = attributes_of(span)
-            priced = self.book.price_attributes(
-                attributes, span.start_time or 0, span.resource.attributes
-            )
+            priced = price_span(self.book, span, attributes)
             if priced.cost.status is None:
                 return span  # not an LLM call: nothing to add
             priced_calls.append((priced, attributes))

@@ -8,6 +8,7 @@ in CostExporter, in the export thread.
 from __future__ import annotations
 
 import logging
+import threading
 
 from opentelemetry import context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -17,13 +18,16 @@ from spanledger import conventions as c
 from spanledger.pricing import PriceBook
 from spanledger.sdk.attribution import baggage_dimensions
 from spanledger.sdk.budget import Budget, BudgetExceeded, active_budgets
-from spanledger.sdk.enrich import attributes_of
+from spanledger.sdk.enrich import attributes_of, price_span
 from spanledger.sdk.health import Health
 from spanledger.usage import MODEL_KEYS
 
 log = logging.getLogger("spanledger.sdk")
 
-_NOT_CALLS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
+# Operations that are model calls even before the instrumentation names the model
+# (OpenLLMetry's Anthropic spans start with the operation and add the model later).
+_CALLS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion"})
+_ADMIT = threading.Lock()  # a call is admitted by all its budgets, or by none
 
 
 def _model(attributes: object) -> str | None:
@@ -59,7 +63,10 @@ class SpanLedgerProcessor(SpanProcessor):
     def _guard(self, span: Span, budgets: tuple[Budget, ...]) -> None:
         try:
             attributes = span.attributes
-            operation = attributes.get(c.GEN_AI_OPERATION_NAME)
+            operation = attributes.get(c.GEN_AI_OPERATION_NAME) or attributes.get(
+                c.TRACELOOP_REQUEST_TYPE
+            )
+            operation = operation if isinstance(operation, str) else None
             tool = attributes.get(c.GEN_AI_TOOL_NAME)
             model = _model(attributes)
         except Exception:
@@ -71,9 +78,12 @@ class SpanLedgerProcessor(SpanProcessor):
                 arguments = str(attributes.get(c.GEN_AI_TOOL_CALL_ARGUMENTS, ""))
                 for each in budgets:
                     each.admit_tool_call(str(tool or span.name), arguments)
-            elif model and operation not in _NOT_CALLS:
-                for each in budgets:
-                    each.admit_llm_call(model)
+            elif (model or operation in _CALLS) and operation not in c.AGENT_OPERATIONS:
+                with _ADMIT:
+                    for each in budgets:
+                        each.check_llm_call(model)
+                    for each in budgets:
+                        each.count_llm_call()
                 self._charging[span.context.span_id] = budgets
         except BudgetExceeded as refused:
             self._refuse(span, refused)
@@ -103,9 +113,7 @@ class SpanLedgerProcessor(SpanProcessor):
         if budgets is None:
             return
         try:
-            priced = self.book.price_attributes(
-                attributes_of(span), span.start_time or 0, span.resource.attributes
-            )
+            priced = price_span(self.book, span, attributes_of(span))
             amount = priced.cost.total
         except Exception:
             self.health.error("budget")

@@ -182,7 +182,9 @@ class Pipeline:
                 log.exception("spanledger: a listener failed on %d spans", len(priced))
 
     def _price(self, record: SpanRecord) -> PricedSpan:
-        call = self.book.price_attributes(record.attributes, record.start_ns, record.resource)
+        call = self.book.price_attributes(
+            record.attributes, record.start_ns, record.resource, failed=record.failed
+        )
         return PricedSpan(record, call.usage, call.cost, call.provider, call.model)
 
     def _account(self, priced: Sequence[PricedSpan]) -> None:
