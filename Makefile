@@ -20,10 +20,7 @@ test: install
 	$(BIN)/pytest -q
 
 demo: install
-	@echo "== pricing the bundled multi-agent sample trace (examples/agent-traces.jsonl) =="
-	$(BIN)/spanledger cost examples/agent-traces.jsonl --rates examples/rates.yaml
-	@echo
-	@echo "== the same, as JSON for scripts: $(BIN)/spanledger cost examples/agent-traces.jsonl --json =="
+	$(BIN)/python -m spanledger.demo
 
 bench: install
 	$(BIN)/python benchmarks/pricing.py
