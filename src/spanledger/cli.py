@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from spanledger.pricing.money import per_million
 from spanledger.reports.tree import totals, trace_table, traces_json
 from spanledger.server.otlp import OtlpDecodeError, read_file
 from spanledger.traces import DEFAULT_LOOP_THRESHOLD, TraceAssembler
+
+if TYPE_CHECKING:
+    from spanledger.reports.source import LedgerSource
 
 app = typer.Typer(
     help="SpanLedger: the cost of every span of your LLM traces.",
@@ -169,7 +173,10 @@ def prices(
 def serve(
     db: Annotated[str | None, typer.Option(help="DuckDB file (default spanledger.duckdb).")] = None,
     http_port: Annotated[int | None, typer.Option(help="OTLP/HTTP and API port (4318).")] = None,
-    grpc_port: Annotated[int | None, typer.Option(help="OTLP/gRPC port (4317); 0: off.")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help="OTLP/gRPC port (4317); 0: any free port (off: grpc.enabled: false)."),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (127.0.0.1).")] = None,
     rates: RatesOption = None,
     no_default_prices: NoDefaultsOption = False,
@@ -213,6 +220,259 @@ def serve(
         highlight=False,
     )
     server.run()
+
+
+# -- reports over a ledger: report, trace, export focus -----------------------------------
+# Each reads a ledger file (--db, read-only) or a running server (--url): the same rows.
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Ledger file to read (default ./spanledger.duckdb)."),
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Read a running server instead, e.g. http://127.0.0.1:4318."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="SPANLEDGER_TOKEN", help="Bearer token for --url."),
+]
+FromOption = Annotated[
+    str | None,
+    typer.Option("--from", help="Start, inclusive: ISO 8601 date or time (UTC if no offset)."),
+]
+ToOption = Annotated[
+    str | None,
+    typer.Option("--to", help="End, exclusive: ISO 8601 date or time (UTC if no offset)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _moment(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        _fail(f"{option} {value!r} is not an ISO 8601 date or time, e.g. 2026-11-02 or "
+              "2026-11-02T09:00:00Z")  # fmt: skip
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _window(start: str | None, end: str | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+    since, until = _moment(start, "--from"), _moment(end, "--to")
+    if since is not None and until is not None and since >= until:
+        _fail(f"--from {start} is not before --to {end}")
+    return since, until
+
+
+def _open_ledger(db: Path | None, url: str | None, token: str | None) -> LedgerSource:
+    from spanledger.reports.source import LedgerError, open_source
+
+    try:
+        return open_source(db, url, token)
+    except LedgerError as error:
+        _fail(str(error), 1)
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@app.command()
+def report(
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by",
+            help="Comma-separated dimensions: user, department, tenant, agent, conversation, "
+            "service, model, provider, day, hour, price_status, agent_path.",
+        ),
+    ] = "model",
+    since: FromOption = None,
+    until: ToOption = None,
+    db: DbOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (exact money).")] = False,
+) -> None:
+    """Spend per group: cost, tokens, calls, cache savings, retry overhead, share of total."""
+    from spanledger.reports.source import LedgerError
+    from spanledger.reports.tables import (
+        cost_report,
+        report_json,
+        report_table,
+        unpriced_lines,
+        write_report_csv,
+    )
+    from spanledger.store import GROUPABLE
+
+    if as_json and as_csv:
+        _fail("choose one of --json and --csv")
+    groups = list(dict.fromkeys(g.strip() for g in group_by.split(",") if g.strip()))
+    unknown = [g for g in groups if g not in GROUPABLE]
+    if unknown:
+        _fail(f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUPABLE)}")
+    start, end = _window(since, until)
+    ledger = _open_ledger(db, url, token)
+    try:
+        result = cost_report(ledger, groups, start, end)
+    except LedgerError as error:
+        _fail(str(error), 1)
+    finally:
+        ledger.close()
+    if as_json:
+        _print_json(report_json(result))
+    elif as_csv:
+        write_report_csv(result, sys.stdout)
+    else:
+        out.print(report_table(result, source=ledger.description))
+        for line in unpriced_lines(result):
+            out.print(line)
+
+
+@app.command()
+def trace(
+    trace_id: Annotated[str, typer.Argument(help="Trace id: 32 hex digits.")],
+    db: DbOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One stored trace as a tree: self and rollup cost, tokens, cache, flags, attribution."""
+    from spanledger.reports.source import LedgerError, to_json
+    from spanledger.reports.tree import stored_trace_table
+
+    wanted = trace_id.strip().lower()
+    if len(wanted) != 32 or any(ch not in "0123456789abcdef" for ch in wanted):
+        _fail(f"{trace_id!r} is not a trace id (32 hex digits)")
+    ledger = _open_ledger(db, url, token)
+    try:
+        found = ledger.trace(wanted)
+    except LedgerError as error:
+        _fail(str(error), 1)
+    finally:
+        ledger.close()
+    if found is None:
+        _fail(f"no trace {wanted} in {ledger.description}", 1)
+    if as_json:
+        _print_json(to_json(found))
+        return
+    out.print(stored_trace_table(found["trace"], found["spans"]))
+
+
+export_app = typer.Typer(help="Export the ledger for other tools.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("focus")
+def export_focus(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="File to write: .csv or .parquet (FOCUS 1.2).")
+    ],
+    since: FromOption = None,
+    until: ToOption = None,
+    grain: Annotated[
+        str, typer.Option(help="span: a row per LLM span; hour: per hour, model, dimensions.")
+    ] = "span",
+    account: Annotated[
+        str, typer.Option(help="BillingAccountId of the charges (the organization traced).")
+    ] = "spanledger",
+    account_name: Annotated[
+        str | None, typer.Option(help="BillingAccountName (default: the --account id).")
+    ] = None,
+    db: DbOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write LLM spend as FOCUS 1.2 rows (FinOps Open Cost and Usage Specification)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from spanledger.pricing.money import usd_str
+    from spanledger.reports import focus
+    from spanledger.reports.source import LedgerError, iso
+
+    if grain not in focus.GRAINS:
+        _fail(f"--grain {grain!r}: choose span or hour")
+    if out_path.suffix.lower() not in (".csv", ".parquet"):
+        _fail(f"--out {out_path}: write FOCUS to a .csv or .parquet file")
+    if not out_path.parent.is_dir():
+        _fail(f"--out {out_path}: no directory {out_path.parent}")
+    start, end = _window(since, until)
+    ledger = _open_ledger(db, url, token)
+    excluded = focus.Excluded()
+    billed = 0
+
+    def tally(rows: Iterable[dict[str, object]]) -> Iterator[dict[str, object]]:
+        nonlocal billed
+        for row in rows:
+            billed += int(row["BilledCost"])  # type: ignore[call-overload]
+            yield row
+
+    fmt = out_path.suffix.lower().lstrip(".")
+    partial = out_path.with_name(f".{out_path.name}.partial")  # renamed once complete
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )  # fmt: skip
+    try:
+        with progress:
+            task = progress.add_task("reading traces" if url else "reading spans", total=None)
+            spans = ledger.llm_spans(
+                start, end, lambda done, total: progress.update(task, completed=done, total=total)
+            )
+            rows = focus.charges(
+                spans,
+                grain=grain,  # type: ignore[arg-type]
+                account=focus.Account(account, account_name),
+                excluded=excluded,
+            )
+            written = focus.write(tally(rows), partial, fmt)
+        partial.replace(out_path)
+    except LedgerError as error:
+        partial.unlink(missing_ok=True)
+        _fail(str(error), 1)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        _fail(f"cannot write {out_path}: {error.strerror or error}", 1)
+    finally:
+        ledger.close()
+    summary = {
+        "out": str(out_path),
+        "format": fmt,
+        "focus_version": focus.FOCUS_VERSION,
+        "grain": grain,
+        "from": iso(start) if start else None,
+        "to": iso(end) if end else None,
+        "rows": written,
+        "billed_cost_usd": usd_str(billed),
+        "excluded_unpriced": excluded.as_dict(),
+    }
+    if excluded.spans:
+        models = ", ".join(f"{model} ({n})" for model, n in sorted(excluded.models.items()))
+        err.print(
+            f"warning: {excluded.spans} LLM spans without a price left out "
+            f"({excluded.input_tokens:,} input + {excluded.output_tokens:,} output tokens; "
+            f"{models}): FOCUS costs cannot be null, and they did not cost $0. "
+            "Price them with a rate sheet (serve --rates).",
+            markup=False,
+            highlight=False,
+        )
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(
+            f"wrote {written:,} FOCUS {focus.FOCUS_VERSION} rows ({grain} grain) to {out_path}: "
+            f"billed {_money(summary['billed_cost_usd'])}",
+            markup=False,
+            highlight=False,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

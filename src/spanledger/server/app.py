@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from spanledger.pricing.money import femto_from_usd, usd_str
-from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf
+from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf, export_response
 from spanledger.server.pipeline import Backpressure, Pipeline
 from spanledger.store import DIMENSIONS, TraceFilter
 
@@ -84,17 +84,20 @@ def create_app(
             body += chunk
             if len(body) > max_body_bytes:
                 return _otlp_error(encoding, 413, f"body over the {max_body_bytes}-byte limit")
+        rejected: list[str] = []  # spans skipped for partial success, with their reasons
         try:
             data = _decompress(
                 bytes(body), request.headers.get("content-encoding", ""), max_body_bytes
             )
             records = await run_in_threadpool(
-                decode_json if encoding == JSON else decode_protobuf, data
+                decode_json if encoding == JSON else decode_protobuf, data, rejected
             )
         except (OtlpDecodeError, _BodyError) as problem:
             stats.count("spans_rejected")  # the spans are unknown; count the request
             return _otlp_error(encoding, 400, str(problem))
-        stats.count("spans_received", len(records))
+        stats.count("spans_received", len(records) + len(rejected))
+        if rejected:
+            stats.count("spans_rejected", len(rejected))
         try:
             done = pipeline.submit(records)
         except Backpressure as full:
@@ -108,7 +111,7 @@ def create_app(
             return _otlp_error(
                 encoding, 503, "spans could not be stored; retry", headers={"Retry-After": "5"}
             )
-        return _otlp_response(encoding, ExportTraceServiceResponse())
+        return _otlp_response(encoding, export_response(rejected))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse(

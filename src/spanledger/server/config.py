@@ -3,7 +3,7 @@
 ```yaml
 db: spanledger.duckdb
 http: {host: 127.0.0.1, port: 4318, max_body_bytes: 16777216}
-grpc: {host: 127.0.0.1, port: 4317}      # port: 0 disables the gRPC receiver
+grpc: {host: 127.0.0.1, port: 4317, enabled: true}  # enabled: false turns gRPC off
 token: s3cret                            # bearer token for OTLP and the API
 rates: [rates/acme.yaml]
 use_default_prices: true
@@ -13,6 +13,8 @@ finalize_after_seconds: 10
 loop_threshold: 10
 max_queued_spans: 100000
 ```
+
+A port of 0 (HTTP or gRPC) binds any free port; the server reports the one it got.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class HttpListener(Listener):
 
 class GrpcListener(Listener):
     port: int = Field(default=4317, ge=0, le=65535)
+    enabled: bool = True
 
 
 class Forward(_Strict):

@@ -22,6 +22,13 @@ unset (empty AnyValue)             None
 IDs are lowercase hex (32 chars for traces, 16 for spans); an empty or all-zero parent
 span id means a root span (""). Resource attributes are decoded once per `ResourceSpans`
 and the same dict is shared by all its spans: treat `SpanRecord.resource` as read-only.
+
+Partial success: receivers pass a `rejected` list to `decode_protobuf`, `decode_message`
+or `decode_json`. A span that cannot be used (a missing, zero or wrong-length id; in JSON
+also a field of the wrong type) is then skipped, its reason appended to the list, and
+decoding goes on; `export_response(rejected)` is the OTLP answer that reports them. A body
+that cannot be parsed at all still raises `OtlpDecodeError`, and without the list any
+problem raises, as before.
 """
 
 from __future__ import annotations
@@ -39,11 +46,22 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from spanledger.spans import SpanRecord
 
-__all__ = ["OtlpDecodeError", "decode_json", "decode_protobuf", "read_file"]
+__all__ = [
+    "OtlpDecodeError",
+    "decode_json",
+    "decode_message",
+    "decode_protobuf",
+    "export_response",
+    "read_file",
+]
 
 
 class OtlpDecodeError(ValueError):
@@ -68,8 +86,11 @@ _UINT64_MAX = 2**64 - 1
 _PB_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
 
 
-def decode_protobuf(data: bytes) -> list[SpanRecord]:
-    """Spans of one binary `ExportTraceServiceRequest` (OTLP/HTTP protobuf or gRPC body)."""
+def decode_protobuf(data: bytes, rejected: list[str] | None = None) -> list[SpanRecord]:
+    """Spans of one binary `ExportTraceServiceRequest` (OTLP/HTTP protobuf or gRPC body).
+
+    With `rejected`, spans with unusable ids are skipped and their reasons appended to it
+    (partial success); without it, the first one raises `OtlpDecodeError`."""
     try:
         request = ExportTraceServiceRequest.FromString(data)
     except DecodeError as error:
@@ -78,6 +99,14 @@ def decode_protobuf(data: bytes) -> list[SpanRecord]:
         ) from None
     except TypeError:
         raise OtlpDecodeError(f"expected bytes, got {type(data).__name__}") from None
+    return decode_message(request, rejected)
+
+
+def decode_message(
+    request: ExportTraceServiceRequest, rejected: list[str] | None = None
+) -> list[SpanRecord]:
+    """Spans of an already parsed `ExportTraceServiceRequest` message (see
+    `decode_protobuf` for `rejected`)."""
     # Hot path. Measured on 2000 GenAI spans of 15 attributes (upb backend, Python 3.11):
     # ~75-80k spans/s end to end (~13 us/span). upb's parse is only 0.75 us/span; the rest
     # is upb creating a Python wrapper per nested message (~9 us/span even for a bare
@@ -102,7 +131,11 @@ def decode_protobuf(data: bytes) -> list[SpanRecord]:
                     or (parent and len(parent) != 8)
                 ):
                     where = f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]"
-                    raise OtlpDecodeError(f"{where}: {_pb_id_problem(trace_id, span_id, parent)}")
+                    problem = f"{where}: {_pb_id_problem(trace_id, span_id, parent)}"
+                    if rejected is None:
+                        raise OtlpDecodeError(problem)
+                    rejected.append(problem)
+                    continue
                 status = span.status
                 parent_id = "" if not parent or parent == _ZERO_SPAN_ID else parent.hex()
                 append(
@@ -175,6 +208,21 @@ def _pb_id_problem(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
     return f"parentSpanId must be 8 bytes or empty, got {len(parent)}"
 
 
+def export_response(rejected: list[str] | None = None) -> ExportTraceServiceResponse:
+    """The OTLP answer to an accepted request: empty, or a partial success that counts the
+    rejected spans and says why the first one was (and how many more there were)."""
+    if not rejected:
+        return ExportTraceServiceResponse()
+    message = rejected[0]
+    if len(rejected) > 1:
+        message += f" (and {len(rejected) - 1} more)"
+    return ExportTraceServiceResponse(
+        partial_success=ExportTracePartialSuccess(
+            rejected_spans=len(rejected), error_message=message
+        )
+    )
+
+
 # ------------------------------------------------------------------------------------------
 # JSON
 # ------------------------------------------------------------------------------------------
@@ -193,13 +241,16 @@ _STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR
 _SPECIAL_DOUBLES = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
-def decode_json(data: bytes | str) -> list[SpanRecord]:
+def decode_json(data: bytes | str, rejected: list[str] | None = None) -> list[SpanRecord]:
     """Spans of one OTLP/JSON `ExportTraceServiceRequest`.
 
     Follows the OTLP/JSON encoding: lowerCamelCase keys (the original snake_case names
     are accepted too, as protobuf's JSON parsers do), hex trace and span IDs, 64-bit
     integers as strings or numbers, enums as integers (their names are accepted too),
     bytes as base64. Unknown keys are ignored, as the specification requires.
+
+    With `rejected`, spans that cannot be used are skipped and their reasons appended to
+    it (partial success); without it, the first problem raises `OtlpDecodeError`.
 
     ~40k spans/s on the benchmark above; `json.loads` alone is ~45% of that time."""
     try:
@@ -214,10 +265,13 @@ def decode_json(data: bytes | str) -> list[SpanRecord]:
         raise OtlpDecodeError("not valid JSON: nested too deeply") from None
     except TypeError as error:
         raise OtlpDecodeError(f"expected bytes or str, got {type(data).__name__}") from error
-    return _json_request(document)
+    return _json_request(document, rejected)
 
 
-def _json_request(document: Any) -> list[SpanRecord]:
+def _json_request(document: Any, rejected: list[str] | None = None) -> list[SpanRecord]:
+    """The spans of a parsed request. With `rejected`, a problem in a span's content (or in
+    its resource or scope, which it shares) rejects only the spans concerned; a request
+    whose structure is broken (lists that are not lists, ...) is malformed as a whole."""
     if type(document) is not dict:
         raise OtlpDecodeError(
             f"expected a JSON object (an ExportTraceServiceRequest), got {_json_type(document)}"
@@ -233,38 +287,57 @@ def _json_request(document: Any) -> list[SpanRecord]:
         where = f"resourceSpans[{r_index}]"
         try:
             _json_object(resource_spans, "a ResourceSpans")
-            resource_object = resource_spans.get("resource")
-            if resource_object is None:
-                resource: dict[str, Any] = {}
-            else:
-                _json_object(resource_object, "resource: an object")
-                resource = _json_attributes(
-                    resource_object.get("attributes"), "resource.attributes"
-                )
             all_scope_spans = _json_array(
                 _get(resource_spans, "scopeSpans", "scope_spans"), "scopeSpans"
             )
         except _Bad as bad:
             raise OtlpDecodeError(f"{where}: {bad}") from None
+        problem = None  # why every span of this resource is rejected, in partial mode
+        resource: dict[str, Any] = {}
+        try:
+            resource_object = resource_spans.get("resource")
+            if resource_object is not None:
+                _json_object(resource_object, "resource: an object")
+                resource = _json_attributes(
+                    resource_object.get("attributes"), "resource.attributes"
+                )
+        except _Bad as bad:
+            problem = f"{where}: {bad}"
         except RecursionError:
-            raise OtlpDecodeError(f"{where}: attributes nested too deeply") from None
+            problem = f"{where}: attributes nested too deeply"
+        if problem is not None and rejected is None:
+            raise OtlpDecodeError(problem)
         for s_index, scope_spans in enumerate(all_scope_spans):
             where = f"resourceSpans[{r_index}].scopeSpans[{s_index}]"
             try:
                 _json_object(scope_spans, "a ScopeSpans")
-                scope = _json_scope_name(scope_spans.get("scope"))
                 spans = _json_array(scope_spans.get("spans"), "spans")
             except _Bad as bad:
                 raise OtlpDecodeError(f"{where}: {bad}") from None
+            scope = ""
+            shared = problem
+            if shared is None:
+                try:
+                    scope = _json_scope_name(scope_spans.get("scope"))
+                except _Bad as bad:
+                    if rejected is None:
+                        raise OtlpDecodeError(f"{where}: {bad}") from None
+                    shared = f"{where}: {bad}"
+            if shared is not None:
+                assert rejected is not None
+                rejected.extend([shared] * len(spans))
+                continue
             for index, span in enumerate(spans):
                 try:
                     records.append(_json_span(span, resource, scope))
+                    continue
                 except _Bad as bad:
-                    raise OtlpDecodeError(f"{where}.spans[{index}]: {bad}") from None
+                    reason = f"{where}.spans[{index}]: {bad}"
                 except RecursionError:
-                    raise OtlpDecodeError(
-                        f"{where}.spans[{index}]: attributes nested too deeply"
-                    ) from None
+                    reason = f"{where}.spans[{index}]: attributes nested too deeply"
+                if rejected is None:
+                    raise OtlpDecodeError(reason)
+                rejected.append(reason)
     return records
 
 

@@ -7,12 +7,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import uvicorn
 
 from spanledger.conventions import DEFAULT_DIMENSIONS
 from spanledger.pricing import PriceBook
 from spanledger.server.app import create_app
 from spanledger.server.config import ServeConfig
+from spanledger.server.forward import Forwarder
+from spanledger.server.grpc import start_grpc
 from spanledger.server.pipeline import Pipeline
 from spanledger.server.stats import Stats
 from spanledger.store.duckdb import DuckDBStore
@@ -31,8 +34,11 @@ class Server:
     store: DuckDBStore
     app: Any
     stoppers: list[Any] = field(default_factory=list)
+    forwarder: Forwarder | None = None
+    grpc_port: int | None = None  # the port the gRPC receiver is bound to, once started
     _http: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
+    _grpc: grpc.Server | None = None
 
     @classmethod
     def build(cls, config: ServeConfig) -> Server:
@@ -53,7 +59,18 @@ class Server:
         stats.gauges["queued_spans"] = lambda: pipeline.queued_spans
         stats.gauges["open_traces"] = lambda: pipeline.open_traces
         app = create_app(pipeline, token=config.token, max_body_bytes=config.http.max_body_bytes)
-        return cls(config, pipeline, store, app)
+        forwarder = None
+        if config.forward is not None:
+            forwarder = sending = Forwarder(
+                config.forward.url,
+                config.forward.headers,
+                max_queued_spans=config.forward.max_queued_spans,
+                timeout=config.forward.timeout_seconds,
+                stats=stats,
+            )
+            pipeline.listeners.append(forwarder.offer)
+            stats.gauges["forward_queued_spans"] = lambda: sending.queued_spans
+        return cls(config, pipeline, store, app, forwarder=forwarder)
 
     @property
     def http_url(self) -> str:
@@ -69,8 +86,26 @@ class Server:
                            access_log=False, lifespan="off")
         )  # fmt: skip
 
+    @property
+    def grpc_address(self) -> str | None:
+        """host:port of the gRPC receiver once started; None when it is off."""
+        if self.grpc_port is None:
+            return None
+        return f"{self.config.grpc.host}:{self.grpc_port}"
+
     def _start_pipeline(self) -> None:
+        """The writer, the forwarder and the gRPC receiver; on failure, what started stops."""
         self.pipeline.start()
+        try:
+            if self.forwarder is not None:
+                self.forwarder.start()
+            if self.config.grpc.enabled:
+                self._grpc, self.grpc_port = start_grpc(
+                    self.pipeline, self.config, self.config.token
+                )
+        except BaseException:
+            self.close()
+            raise
 
     def start(self) -> Server:
         """Run in background threads; returns once the HTTP receiver accepts requests."""
@@ -80,6 +115,7 @@ class Server:
         self._thread.start()
         while not self._http.started:
             if not self._thread.is_alive():
+                self.close()
                 raise RuntimeError(f"HTTP receiver could not start on {self.http_url}")
             threading.Event().wait(0.01)
         return self
@@ -98,7 +134,12 @@ class Server:
             self._http.should_exit = True
             if self._thread is not None:
                 self._thread.join(10)
+        if self._grpc is not None:
+            self._grpc.stop(grace=5).wait(10)  # in-flight exports finish: the pipeline runs
+            self._grpc = None
         for stop in self.stoppers:
             stop()
         self.pipeline.stop()
+        if self.forwarder is not None:
+            self.forwarder.stop(timeout=5)  # bounded: a dead downstream cannot hold shutdown
         self.store.close()
