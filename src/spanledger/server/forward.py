@@ -10,7 +10,7 @@ spans as OTLP/HTTP protobuf, retrying what the OTLP specification calls retryabl
 
 What is forwarded is what a `SpanRecord` keeps of the original span — ids, name, kind,
 times, status, attributes, resource attributes, scope name — plus the cost attributes the
-in-process SDK adds (`spanledger.sdk.enrich.cost_attributes`, one list for both). Events,
+in-process SDK adds (`spanledger.pricing.attributes.cost_attributes`, one list for both). Events,
 links, trace state and the scope version are not kept by the ledger and are not forwarded.
 """
 
@@ -31,8 +31,8 @@ import httpx
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from spanledger.pricing.attributes import cost_attributes
 from spanledger.pricing.book import PricedCall
-from spanledger.sdk.enrich import cost_attributes
 from spanledger.server.stats import Stats
 from spanledger.traces import PricedSpan
 
