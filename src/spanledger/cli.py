@@ -214,8 +214,10 @@ def serve(
         err.print(f"error: {error}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     out.print(
-        f"SpanLedger on {server.http_url} (OTLP/HTTP /v1/traces, API /api, /metrics), "
-        f"store {settings.db}",
+        f"SpanLedger on {server.http_url} (OTLP/HTTP /v1/traces, dashboard /, API /api, "
+        f"/metrics), OTLP/gRPC "
+        + (f"{settings.grpc.host}:{settings.grpc.port}" if settings.grpc.enabled else "off")
+        + f", store {settings.db}",
         markup=False,
         highlight=False,
     )
