@@ -13,6 +13,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import re
 import zlib
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,9 @@ _MONEY_COLUMNS = frozenset(
 )  # fmt: skip
 
 
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+
+
 class BadQuery(ValueError):
     """A query parameter the API cannot use; the message says which and why."""
 
@@ -69,21 +73,21 @@ def create_app(
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         encoding = JSON if content_type == JSON else PROTOBUF
         if not authorized(request):
-            return _otlp_error(encoding, 401, "missing or wrong bearer token")
+            return refuse(encoding, 401, "missing or wrong bearer token")
         if content_type not in (PROTOBUF, JSON):
-            return _otlp_error(
+            return refuse(
                 encoding,
                 415,
                 f"unsupported content-type {content_type!r}; use {PROTOBUF} or {JSON}",
             )
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            return _otlp_error(encoding, 413, f"body over the {max_body_bytes}-byte limit")
+            return refuse(encoding, 413, f"body over the {max_body_bytes}-byte limit")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > max_body_bytes:
-                return _otlp_error(encoding, 413, f"body over the {max_body_bytes}-byte limit")
+                return refuse(encoding, 413, f"body over the {max_body_bytes}-byte limit")
         rejected: list[str] = []  # spans skipped for partial success, with their reasons
         try:
             data = _decompress(
@@ -92,9 +96,10 @@ def create_app(
             records = await run_in_threadpool(
                 decode_json if encoding == JSON else decode_protobuf, data, rejected
             )
+        except _TooLarge as problem:
+            return refuse(encoding, 413, str(problem))
         except (OtlpDecodeError, _BodyError) as problem:
-            stats.count("spans_rejected")  # the spans are unknown; count the request
-            return _otlp_error(encoding, 400, str(problem))
+            return refuse(encoding, 400, str(problem))
         stats.count("spans_received", len(records) + len(rejected))
         if rejected:
             stats.count("spans_rejected", len(rejected))
@@ -112,6 +117,11 @@ def create_app(
                 encoding, 503, "spans could not be stored; retry", headers={"Retry-After": "5"}
             )
         return _otlp_response(encoding, export_response(rejected))
+
+    def refuse(encoding: str, status: int, message: str) -> Response:
+        """A whole request refused (its spans unknown): counted, answered with the reason."""
+        stats.count("requests_rejected")
+        return _otlp_error(encoding, status, message)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse(
@@ -146,6 +156,8 @@ def create_app(
 
     def get_trace(request: Request) -> Any:
         trace_id = request.path_params["trace_id"].lower()
+        if not _TRACE_ID.fullmatch(trace_id):
+            return None  # 404: no trace can have this id
         summary = store.trace_summary(trace_id)
         spans = store.trace_spans(trace_id)
         if summary is None and not spans:
@@ -179,6 +191,10 @@ class _BodyError(ValueError):
     pass
 
 
+class _TooLarge(_BodyError):
+    pass
+
+
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -192,7 +208,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     except zlib.error as error:
         raise _BodyError(f"body is not valid {encoding}: {error}") from None
     if len(data) > limit or inflater.unconsumed_tail:
-        raise _BodyError(f"decompressed body over the {limit}-byte limit")
+        raise _TooLarge(f"decompressed body over the {limit}-byte limit")
     return data
 
 

@@ -63,6 +63,7 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         stats = self.stats
         stats.count("requests_total")
         if not self._authorized(context):
+            stats.count("requests_rejected")
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         rejected: list[str] = []  # spans skipped for partial success, with their reasons
         try:
@@ -71,7 +72,7 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):
             else:
                 records = decode_message(request, rejected)
         except OtlpDecodeError as problem:
-            stats.count("spans_rejected")  # the spans are unknown; count the request
+            stats.count("requests_rejected")
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem))
         stats.count("spans_received", len(records) + len(rejected))
         if rejected:

@@ -77,6 +77,7 @@ _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _GZIP_MAGIC = b"\x1f\x8b"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_TIME_PROBLEM = "a timestamp after the year 2262 (beyond 64-bit nanoseconds) is not a time"
 _UINT64_MAX = 2**64 - 1
 
 # ------------------------------------------------------------------------------------------
@@ -129,9 +130,11 @@ def decode_message(
                     or trace_id == _ZERO_TRACE_ID
                     or span_id == _ZERO_SPAN_ID
                     or (parent and len(parent) != 8)
+                    or span.start_time_unix_nano > _INT64_MAX
+                    or span.end_time_unix_nano > _INT64_MAX
                 ):
                     where = f"resourceSpans[{r_index}].scopeSpans[{s_index}].spans[{index}]"
-                    problem = f"{where}: {_pb_id_problem(trace_id, span_id, parent)}"
+                    problem = f"{where}: {_pb_span_problem(span)}"
                     if rejected is None:
                         raise OtlpDecodeError(problem)
                     rejected.append(problem)
@@ -192,7 +195,10 @@ def _pb_compound(value: Any, kind: str | None) -> Any:
     return None
 
 
-def _pb_id_problem(trace_id: bytes, span_id: bytes, parent: bytes) -> str:
+def _pb_span_problem(span: Any) -> str:
+    trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
+    if span.start_time_unix_nano > _INT64_MAX or span.end_time_unix_nano > _INT64_MAX:
+        return _TIME_PROBLEM
     if not trace_id:
         return "traceId is missing"
     if len(trace_id) != 16:
@@ -265,7 +271,31 @@ def decode_json(data: bytes | str, rejected: list[str] | None = None) -> list[Sp
         raise OtlpDecodeError("not valid JSON: nested too deeply") from None
     except TypeError as error:
         raise OtlpDecodeError(f"expected bytes or str, got {type(data).__name__}") from error
-    return _json_request(document, rejected)
+    records = _json_request(document, rejected)
+    if _SURROGATE.search(data if isinstance(data, bytes) else data.encode("utf-8", "replace")):
+        records = _unicode_only(records, rejected)
+    return records
+
+
+# A \uD800-\uDFFF escape, or such a code point in the raw bytes: JSON can carry an unpaired
+# surrogate, which is not text and no store can write. Checked only when one may be there.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _unicode_only(records: list[SpanRecord], rejected: list[str] | None) -> list[SpanRecord]:
+    kept = []
+    for record in records:
+        try:
+            json.dumps([record.name, record.status_message, record.attributes, record.resource],
+                       ensure_ascii=False, default=str).encode("utf-8")  # fmt: skip
+        except UnicodeEncodeError:
+            problem = f"span {record.span_id}: text with an unpaired UTF-16 surrogate"
+            if rejected is None:
+                raise OtlpDecodeError(problem) from None
+            rejected.append(problem)
+            continue
+        kept.append(record)
+    return kept
 
 
 def _json_request(document: Any, rejected: list[str] | None = None) -> list[SpanRecord]:
@@ -357,10 +387,8 @@ def _json_span(span: Any, resource: dict[str, Any], scope: str) -> SpanRecord:
         span_id=_json_id(_get(span, "spanId", "span_id"), 16, "spanId"),
         parent_span_id="" if parent_id == "0" * 16 else parent_id,
         name=_json_string(span.get("name"), "name"),
-        start_ns=_json_uint64(
-            _get(span, "startTimeUnixNano", "start_time_unix_nano"), "startTimeUnixNano"
-        ),
-        end_ns=_json_uint64(_get(span, "endTimeUnixNano", "end_time_unix_nano"), "endTimeUnixNano"),
+        start_ns=_json_time(_get(span, "startTimeUnixNano", "start_time_unix_nano"), "start"),
+        end_ns=_json_time(_get(span, "endTimeUnixNano", "end_time_unix_nano"), "end"),
         status_code=status_code,
         status_message=status_message,
         kind=_json_enum(span.get("kind"), "kind", _SPAN_KINDS),
@@ -545,6 +573,13 @@ def _json_uint64(value: Any, field: str) -> int:
         raise _Bad(f"{field} must be an integer (a number or a decimal string), got {value!r}")
     if not 0 <= number <= _UINT64_MAX:
         raise _Bad(f"{field} {number} does not fit in an unsigned 64-bit integer")
+    return number
+
+
+def _json_time(value: Any, which: str) -> int:
+    number = _json_uint64(value, f"{which}TimeUnixNano")
+    if number > _INT64_MAX:
+        raise _Bad(f"{which}TimeUnixNano: {_TIME_PROBLEM}")
     return number
 
 

@@ -84,6 +84,12 @@ class Pipeline:
 
     # -- receivers' side -------------------------------------------------------------------
     def start(self) -> None:
+        """Start the writer, first reopening traces a previous run stored but did not get
+        to finalize (it stopped or crashed within their idle window)."""
+        now = time.monotonic()
+        for trace_id in self.store.unfinalized_traces():
+            for span in self.store.load_trace(trace_id):
+                self._file(span, now)
         self._thread.start()
 
     def submit(self, records: Sequence[SpanRecord]) -> Future[int]:
@@ -155,31 +161,45 @@ class Pipeline:
             return
         count = sum(len(batch.records) for batch in batches)
         try:
-            priced = [self._price(record) for batch in batches for record in batch.records]
-            stored = self.store.append(priced)
-        except Exception as error:
-            log.exception("spanledger: storing %d spans failed", count)
-            for batch in batches:
-                batch.done.set_exception(error)
-            return
+            stored, priced = self._commit(batches)
         finally:
             with self._wake:
                 self._queued_spans -= count
+        if not priced:
+            return
         self.stats.count("spans_stored", stored)
-        self.stats.count("spans_duplicate", count - stored)
+        self.stats.count("spans_duplicate", len(priced) - stored)
         self._account(priced)
         now = time.monotonic()
         for span in priced:
             self._file(span, now)
-        # Each batch learns how many of its spans were new only in aggregate; report the
-        # batch size (duplicates are acknowledged too: OTLP has no "duplicate" answer).
-        for batch in batches:
-            batch.done.set_result(len(batch.records))
         for listener in self.listeners:
             try:
                 listener(priced)
             except Exception:
                 log.exception("spanledger: a listener failed on %d spans", len(priced))
+
+    def _commit(self, batches: list[_Batch]) -> tuple[int, list[PricedSpan]]:
+        """Store the batches in one transaction and answer them. If that fails, store them
+        one by one, so one unstorable request fails alone, not its neighbours in the group.
+        Duplicates are acknowledged too: OTLP has no "duplicate" answer."""
+        try:
+            priced = [self._price(record) for batch in batches for record in batch.records]
+            stored = self.store.append(priced)
+        except Exception as error:
+            if len(batches) == 1:
+                log.exception("spanledger: storing %d spans failed", len(batches[0].records))
+                batches[0].done.set_exception(error)
+                return 0, []
+            stored, priced = 0, []
+            for batch in batches:
+                one_stored, one_priced = self._commit([batch])
+                stored += one_stored
+                priced += one_priced
+            return stored, priced
+        for batch in batches:
+            batch.done.set_result(len(batch.records))
+        return stored, priced
 
     def _price(self, record: SpanRecord) -> PricedSpan:
         call = self.book.price_attributes(

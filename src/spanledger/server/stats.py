@@ -10,7 +10,8 @@ from spanledger.pricing.money import FEMTO_PER_USD, Femto
 
 HELP = {
     "spans_received": "Spans received by the OTLP receivers",
-    "spans_rejected": "Spans rejected (malformed, unauthorized, too large)",
+    "spans_rejected": "Spans rejected inside accepted requests (partial success)",
+    "requests_rejected": "Requests refused whole: malformed, unauthorized, too large",
     "spans_throttled": "Spans refused because the ingest queue was full",
     "spans_stored": "Spans stored durably",
     "spans_duplicate": "Spans received again and counted once",

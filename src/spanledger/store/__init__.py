@@ -53,6 +53,10 @@ class Store(Protocol):
 
     def trace_summary(self, trace_id: str) -> dict[str, Any] | None: ...
 
+    def unfinalized_traces(self) -> list[str]:
+        """Traces with stored spans that were never finalized (the last run ended first)."""
+        ...
+
     def load_trace(self, trace_id: str) -> list[PricedSpan]:
         """A stored trace's spans, priced as they were stored (for late spans)."""
         ...

@@ -27,11 +27,10 @@ from spanledger.traces import PricedSpan
 from spanledger.usage import Usage
 
 MONEY = pa.decimal128(38, 0)
-_MASK64 = (1 << 64) - 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
-    tk UBIGINT NOT NULL, sk UBIGINT NOT NULL,
+    th UBIGINT NOT NULL, tk UBIGINT NOT NULL, sk UBIGINT NOT NULL,
     trace_id VARCHAR NOT NULL, span_id VARCHAR NOT NULL, parent_span_id VARCHAR NOT NULL,
     name VARCHAR, kind UTINYINT, scope VARCHAR,
     start_time TIMESTAMP_NS NOT NULL, end_time TIMESTAMP_NS,
@@ -50,7 +49,7 @@ CREATE TABLE IF NOT EXISTS spans (
     orphan BOOLEAN, retry BOOLEAN, loop BOOLEAN, finalized BOOLEAN DEFAULT false,
     attributes JSON, resource JSON,
     ingested_at TIMESTAMP DEFAULT current_timestamp,
-    PRIMARY KEY (tk, sk)
+    PRIMARY KEY (th, tk, sk)
 );
 CREATE TABLE IF NOT EXISTS traces (
     trace_id VARCHAR PRIMARY KEY,
@@ -104,8 +103,9 @@ _TRACE_SCHEMA = pa.schema(
 )
 
 
-def _keys(trace_id: str, span_id: str) -> tuple[int, int]:
-    return int(trace_id[16:], 16) & _MASK64, int(span_id, 16)
+def _keys(trace_id: str, span_id: str) -> tuple[int, int, int]:
+    """(high, low 64 bits of the trace id, span id): the full key, as integers."""
+    return int(trace_id[:16], 16), int(trace_id[16:], 16), int(span_id, 16)
 
 
 def _json(value: Any) -> str:
@@ -166,9 +166,8 @@ class DuckDBStore:
             return
         derived = pa.table(  # noqa: F841 (read by name in SQL)
             {
-                "tk": pa.array(
-                    [_keys(s.record.trace_id, s.span_id)[0] for s in spans], pa.uint64()
-                ),
+                "th": pa.array([int(s.record.trace_id[:16], 16) for s in spans], pa.uint64()),
+                "tk": pa.array([int(s.record.trace_id[16:], 16) for s in spans], pa.uint64()),
                 "sk": pa.array([int(s.span_id, 16) for s in spans], pa.uint64()),
                 "user_id": [s.attribution.get("user") for s in spans],
                 "department": [s.attribution.get("department") for s in spans],
@@ -192,7 +191,8 @@ class DuckDBStore:
                     service = d.service, agent_path = d.agent_path, rollup = d.rollup,
                     depth = d.depth, orphan = d.orphan, retry = d.retry, loop = d.loop,
                     finalized = true
-                FROM derived AS d WHERE spans.tk = d.tk AND spans.sk = d.sk
+                FROM derived AS d
+                WHERE spans.th = d.th AND spans.tk = d.tk AND spans.sk = d.sk
                 """
             )
 
@@ -217,6 +217,13 @@ class DuckDBStore:
         )
         return {row[0] for row in rows}
 
+    def unfinalized_traces(self) -> list[str]:
+        """Traces with stored spans that were never finalized (the last run ended first)."""
+        rows = self._read().execute(
+            "SELECT DISTINCT trace_id FROM spans WHERE NOT finalized ORDER BY trace_id"
+        )
+        return [row[0] for row in rows.fetchall()]
+
     def _read(self) -> duckdb.DuckDBPyConnection:
         return self._db.cursor()
 
@@ -224,8 +231,9 @@ class DuckDBStore:
         rows = (
             self._read()
             .execute(
-                f"SELECT {', '.join(_LOAD_FIELDS)} FROM spans WHERE tk = ? AND trace_id = ?",
-                [_keys(trace_id, "0")[0], trace_id],
+                f"SELECT {', '.join(_LOAD_FIELDS)} FROM spans WHERE trace_id = ? "
+                "ORDER BY start_time, span_id",
+                [trace_id],
             )
             .fetchall()
         )
@@ -233,9 +241,9 @@ class DuckDBStore:
 
     def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
         cursor = self._read().execute(
-            "SELECT * EXCLUDE (tk, sk) FROM spans WHERE tk = ? AND trace_id = ? "
+            "SELECT * EXCLUDE (th, tk, sk) FROM spans WHERE trace_id = ? "
             "ORDER BY start_time, span_id",
-            [_keys(trace_id, "0")[0], trace_id],
+            [trace_id],
         )
         return _dicts(cursor)
 
@@ -285,7 +293,8 @@ class DuckDBStore:
                 sum(CASE WHEN retry THEN rollup ELSE 0 END)::DECIMAL(38,0) AS retry_overhead,
                 count(*) AS calls,
                 count(*) FILTER (WHERE price_status = 'unpriced') AS unpriced_calls,
-                sum(input_uncached + cache_read + cache_write + cache_write_1h) AS input_tokens,
+                sum(input_uncached::HUGEINT + cache_read
+                    + cache_write + cache_write_1h) AS input_tokens,
                 sum(cache_read) AS cache_read_tokens,
                 sum(output) AS output_tokens
             FROM spans WHERE {" AND ".join(where)}
@@ -298,7 +307,8 @@ class DuckDBStore:
         where, params = _time_filter(query)
         sql = f"""
             SELECT coalesce(model, '(no model)') AS model, provider, count(*) AS spans,
-                sum(input_uncached + cache_read + cache_write + cache_write_1h) AS input_tokens,
+                sum(input_uncached::HUGEINT + cache_read
+                    + cache_write + cache_write_1h) AS input_tokens,
                 sum(output) AS output_tokens, any_value(price_reason) AS reason,
                 max(start_time) AS last_seen
             FROM spans WHERE price_status IN ('unpriced', 'reported_only')
@@ -320,6 +330,137 @@ class DuckDBStore:
         with self._write:
             self._db.close()
 
+    # -- dashboard queries (read-only; filters as in `costs`, plus `provider`) -------------
+    def spend_summary(self, query: TraceFilter) -> dict[str, Any]:
+        """Headline numbers over the LLM calls a filter selects: spend, tokens, cache hits and
+        savings, retry overhead, the cost inside runaway loops, unpriced calls."""
+        where, params = _span_filter(query)
+        sql = f"""
+            SELECT coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost,
+                coalesce(sum(saved_by_cache), 0)::DECIMAL(38,0) AS saved_by_cache,
+                coalesce(sum(CASE WHEN retry THEN rollup ELSE 0 END), 0)::DECIMAL(38,0)
+                    AS retry_overhead,
+                count(*) FILTER (WHERE retry) AS retries,
+                count(*) AS calls,
+                count(*) FILTER (WHERE price_status IN ('unpriced', 'reported_only'))
+                    AS unpriced_calls,
+                count(*) FILTER (WHERE cache_status IN ('hit', 'partial')) AS cache_hit_calls,
+                coalesce(sum(input_uncached::HUGEINT + cache_read
+                    + cache_write + cache_write_1h), 0)
+                    AS input_tokens,
+                coalesce(sum(cache_read), 0) AS cache_read_tokens,
+                coalesce(sum(output), 0) AS output_tokens,
+                count(DISTINCT trace_id) AS traces,
+                min(start_time) AS first_seen, max(start_time) AS last_seen
+            FROM spans WHERE {" AND ".join(where)}
+        """
+        summary = _dicts(self._read().execute(sql, params))[0]
+        summary.update(self._loop_totals(query))
+        return summary
+
+    def _loop_totals(self, query: TraceFilter) -> dict[str, Any]:
+        """Cost of every selected span inside a looping subtree (each once), and how many
+        traces have a loop. Loop members are flagged; their descendants are found here."""
+        where, params = _span_filter(query, llm_only=False)
+        sql = f"""
+            WITH RECURSIVE looped(th, tk, sk, trace_id, span_id) AS (
+                SELECT th, tk, sk, trace_id, span_id FROM spans WHERE loop
+                UNION
+                SELECT s.th, s.tk, s.sk, s.trace_id, s.span_id
+                FROM spans AS s JOIN looped AS l
+                    ON s.tk = l.tk AND s.trace_id = l.trace_id AND s.parent_span_id = l.span_id
+            )
+            SELECT coalesce(sum(cost), 0)::DECIMAL(38,0) AS loop_cost,
+                count(DISTINCT trace_id) FILTER (WHERE loop) AS loop_traces,
+                count(*) FILTER (WHERE loop) AS loop_spans
+            FROM spans SEMI JOIN looped USING (th, tk, sk)
+            {"WHERE " + " AND ".join(where) if where else ""}
+        """
+        return _dicts(self._read().execute(sql, params))[0]
+
+    def spend_timeseries(self, step: str, query: TraceFilter) -> list[dict[str, Any]]:
+        """Spend per `minute`, `hour` or `day` (UTC), oldest first; buckets without LLM
+        calls are left out (the caller fills the gaps it wants to show)."""
+        if step not in ("minute", "hour", "day"):
+            raise ValueError(f"step {step!r}: choose minute, hour or day")
+        where, params = _span_filter(query)
+        sql = f"""
+            SELECT date_trunc('{step}', start_time)::TIMESTAMP AS bucket,
+                sum(cost)::DECIMAL(38,0) AS cost,
+                count(*) AS calls,
+                count(*) FILTER (WHERE price_status IN ('unpriced', 'reported_only'))
+                    AS unpriced_calls,
+                sum(input_uncached::HUGEINT + cache_read
+                    + cache_write + cache_write_1h + output) AS tokens
+            FROM spans WHERE {" AND ".join(where)}
+            GROUP BY ALL ORDER BY bucket
+        """
+        return _dicts(self._read().execute(sql, params))
+
+    def top_traces(self, query: TraceFilter) -> list[dict[str, Any]]:
+        """Finalized traces, most expensive first: those that started in the time range and
+        have at least one span matching every dimension filter."""
+        where, params = [], []
+        if query.start is not None:
+            where.append("start_time >= ?")
+            params.append(query.start.astimezone(dt.UTC).replace(tzinfo=None))
+        if query.end is not None:
+            where.append("start_time < ?")
+            params.append(query.end.astimezone(dt.UTC).replace(tzinfo=None))
+        if query.dimensions or query.model:
+            inner, inner_params = _span_filter(
+                TraceFilter(dimensions=query.dimensions, model=query.model), llm_only=False
+            )
+            where.append(f"trace_id IN (SELECT trace_id FROM spans WHERE {' AND '.join(inner)})")
+            params.extend(inner_params)
+        if query.min_cost_femto is not None:
+            where.append("cost >= ?")
+            params.append(query.min_cost_femto)
+        sql = "SELECT * FROM traces"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY cost DESC, start_time DESC, trace_id LIMIT ?"
+        return _dicts(self._read().execute(sql, [*params, query.limit]))
+
+    def dimension_values(
+        self, names: Sequence[str], query: TraceFilter, limit: int = 500
+    ) -> dict[str, list[dict[str, Any]]]:
+        """For each dimension, the values its LLM calls carry in the time range, with their
+        spend, most expensive first (the dashboard's filter choices)."""
+        unknown = [name for name in names if name not in _FILTERABLE]
+        if unknown:
+            raise ValueError(f"cannot list {', '.join(unknown)}; choose from {_FILTERABLE}")
+        where, params = _time_filter(query)
+        where.append("price_status IS NOT NULL")
+        values: dict[str, list[dict[str, Any]]] = {}
+        for name in names:
+            column = _COLUMN[name]
+            sql = f"""
+                SELECT {column} AS value, sum(cost)::DECIMAL(38,0) AS cost, count(*) AS calls
+                FROM spans WHERE {" AND ".join([*where, f"{column} IS NOT NULL"])}
+                GROUP BY ALL ORDER BY cost DESC, value LIMIT ?
+            """
+            values[name] = _dicts(self._read().execute(sql, [*params, limit]))
+        return values
+
+    def unpriced_models(self, query: TraceFilter) -> list[dict[str, Any]]:
+        """Like `unpriced`, with every dimension filter applied: models SpanLedger could not
+        price, with their token volume (never a silent $0)."""
+        where, params = _span_filter(query, llm_only=False)
+        where.append("price_status IN ('unpriced', 'reported_only')")
+        sql = f"""
+            SELECT coalesce(model, '(no model)') AS model, provider, price_status,
+                count(*) AS spans,
+                sum(input_uncached::HUGEINT + cache_read
+                    + cache_write + cache_write_1h) AS input_tokens,
+                sum(output) AS output_tokens,
+                sum(reported)::DECIMAL(38,0) AS reported,
+                any_value(price_reason) AS reason, max(start_time) AS last_seen
+            FROM spans WHERE {" AND ".join(where)}
+            GROUP BY ALL ORDER BY input_tokens + output_tokens DESC, model
+        """
+        return _dicts(self._read().execute(sql, params))
+
 
 def _time_filter(query: TraceFilter) -> tuple[list[str], list[Any]]:
     where: list[str] = []
@@ -339,7 +480,7 @@ def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 _ROW_FIELDS = (
-    "tk", "sk", "trace_id", "span_id", "parent_span_id", "name", "kind", "scope",
+    "th", "tk", "sk", "trace_id", "span_id", "parent_span_id", "name", "kind", "scope",
     "start_time", "end_time", "status_code", "status_message",
     "provider", "model", "operation", "tool",
     "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
@@ -361,6 +502,7 @@ _TEXT_FIELDS = (
     "price_reason", "cache_status", "status_message",
 )  # fmt: skip
 _ARROW_TYPES: dict[str, pa.DataType] = {
+    "th": pa.uint64(),
     "tk": pa.uint64(),
     "sk": pa.uint64(),
     "kind": pa.uint8(),
@@ -381,11 +523,11 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 def _row(span: PricedSpan) -> tuple[Any, ...]:
     record, usage, cost = span.record, span.usage, span.cost
     attrs = record.attributes
-    tk, sk = _keys(record.trace_id, record.span_id)
+    th, tk, sk = _keys(record.trace_id, record.span_id)
     priced = cost.status is not None
     dims = span.attribution
     return (
-        tk, sk, record.trace_id, record.span_id, record.parent_span_id, record.name,
+        th, tk, sk, record.trace_id, record.span_id, record.parent_span_id, record.name,
         record.kind, record.scope, record.start_ns, record.end_ns, record.status_code,
         record.status_message or None,
         span.provider, span.model, _text(attrs.get(c.GEN_AI_OPERATION_NAME)), span.tool,
@@ -458,3 +600,25 @@ def _priced_from_row(row: dict[str, Any]) -> PricedSpan:
         row["price_reason"],
     )
     return PricedSpan(record, usage, cost, row["provider"], row["model"])
+
+
+# Dimensions a dashboard filter may select on (`day`/`hour` are derived, not filters).
+_FILTERABLE = tuple(name for name in GROUPABLE if name not in ("day", "hour"))
+
+
+def _span_filter(query: TraceFilter, *, llm_only: bool = True) -> tuple[list[str], list[Any]]:
+    """WHERE terms for spans: the time range, every dimension (`provider` included), the
+    model, and with `llm_only` only LLM calls (spans that have a price status)."""
+    unknown = [name for name in query.dimensions if name not in _FILTERABLE]
+    if unknown:
+        raise ValueError(f"cannot filter on {', '.join(unknown)}; choose from {_FILTERABLE}")
+    where, params = _time_filter(query)
+    if llm_only:
+        where.append("price_status IS NOT NULL")
+    for name, value in query.dimensions.items():
+        where.append(f"{_COLUMN[name]} = ?")
+        params.append(value)
+    if query.model:
+        where.append("model = ?")
+        params.append(query.model)
+    return where, params
