@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench lint clean
+.PHONY: install browser test demo bench lint clean
 
 install: $(STAMP)
 
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-test: install
+# The dashboard tests drive Debian's Chromium with Playwright (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: install Debian's chromium for the dashboard tests (they are skipped without it)"; fi; }
+
+test: install browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q
 
@@ -24,6 +31,9 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/pricing.py
+	$(BIN)/python benchmarks/sdk_overhead.py
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/query.py
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
