@@ -35,12 +35,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
 import spanledger
+from sdkkit import record_of
 from spanledger import conventions as c
 from spanledger.demo.provider import FakeProvider, ServedRequest
 from spanledger.pricing import PriceBook
 from spanledger.pricing.money import FEMTO_PER_USD
 from spanledger.sdk import Ledger
-from spanledger.spans import SpanRecord
 from spanledger.traces import TraceAssembler
 from spanledger.usage import Usage
 
@@ -109,25 +109,6 @@ def bill_usd(book: PriceBook, served: ServedRequest, provider: str, start_ns: in
 
 def usage_keys(attrs: dict[str, Any]) -> set[str]:
     return {key for key in attrs if key.startswith("gen_ai.usage.")}
-
-
-def record_of(span: ReadableSpan) -> SpanRecord:
-    """A finished SDK span as the core's SpanRecord (hex ids as in OTLP/JSON)."""
-    assert span.context is not None
-    return SpanRecord(
-        trace_id=f"{span.context.trace_id:032x}",
-        span_id=f"{span.context.span_id:016x}",
-        parent_span_id=f"{span.parent.span_id:016x}" if span.parent else "",
-        name=span.name,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time or 0,
-        status_code=span.status.status_code.value,  # UNSET 0, OK 1, ERROR 2, as in OTLP
-        status_message=span.status.description or "",
-        kind=span.kind.value + 1,  # the SDK's SpanKind is OTLP's minus UNSPECIFIED
-        attributes=dict(span.attributes or {}),
-        resource=dict(span.resource.attributes),
-        scope=span.instrumentation_scope.name if span.instrumentation_scope else "",
-    )
 
 
 # -- fixtures ----------------------------------------------------------------------------

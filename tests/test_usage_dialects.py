@@ -412,3 +412,27 @@ def test_normalize_reads_provider_from_attributes_when_not_given() -> None:
     assert normalize(attrs).as_dict()["input_uncached"] == 5
     # Told it is OpenAI: cache is inside the input, and 50 > 5 is impossible
     assert normalize(attrs, provider="openai").invalid is not None
+
+
+def test_anthropic_sdk_tracing_splits_one_hour_cache_writes() -> None:
+    # The anthropic SDK's own spans: input 10,100 includes 10,000 cache writes, 4,000 of
+    # them to the 1-hour cache; so 100 uncached, 6,000 five-minute and 4,000 one-hour writes.
+    usage = normalize(
+        {
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.usage.input_tokens": 10_100,
+            "gen_ai.usage.cache_write.input_tokens": 10_000,
+            "anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 4_000,
+            "gen_ai.usage.output_tokens": 10,
+        }
+    )
+    assert (usage.input_uncached, usage.cache_write, usage.cache_write_1h) == (100, 6_000, 4_000)
+    impossible = normalize(
+        {
+            "gen_ai.usage.input_tokens": 10_100,
+            "gen_ai.usage.cache_write.input_tokens": 1_000,
+            "anthropic.usage.cache_creation.ephemeral_1h_input_tokens": 4_000,
+            "gen_ai.usage.output_tokens": 10,
+        }
+    )
+    assert impossible.invalid is not None and "1-hour" in impossible.invalid

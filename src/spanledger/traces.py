@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, Final
 
 from spanledger import conventions as c
 from spanledger.pricing import Cost, Femto, PriceBook
@@ -20,6 +21,17 @@ from spanledger.usage import Usage
 
 DEFAULT_LOOP_THRESHOLD = 10
 """More repeats than this of the same tool, or the same model, under one parent is a loop."""
+
+# HTTP attempt spans: what `spanledger.sdk.attempts` writes, and any OTel HTTP client
+# instrumentation too (the older names as well). Read here to find retried attempts.
+ATTEMPT: Final = "spanledger.attempt"  # 1 for the first attempt of a request, 2 for its retry...
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+URL_FULL: Final = "url.full"
+_HTTP_METHOD_KEYS = (HTTP_REQUEST_METHOD, "http.method")
+_HTTP_STATUS_KEYS = (HTTP_RESPONSE_STATUS_CODE, "http.status_code")
+_HTTP_URL_KEYS = (URL_FULL, "http.url")
+_SPAN_KIND_CLIENT = 3  # OTLP's SPAN_KIND_CLIENT
 
 
 @dataclass(slots=True)
@@ -236,17 +248,30 @@ class Trace:
                 yield span.span_id, [self.spans[child] for child in span.children]
 
     def _mark_retries(self) -> None:
-        """A failed LLM call followed by a similar call under the same parent was retried:
-        the failed attempt's cost is retry overhead."""
+        """Flag retried attempts; each failed attempt's cost (rollup) is retry overhead.
+
+        - Application retries: a failed LLM call followed by a similar call under the same
+          parent.
+        - HTTP retries: a failed HTTP attempt (error, 4xx or 5xx) followed by a later attempt
+          of the same request (method and URL) under the same parent, whichever layer
+          retried. Under an LLM call span these are the SDK client's own retries
+          (`spanledger.sdk.attempts`); an instrumentation that does not make its span current
+          leaves them beside the call, under the application's span. An attempt is not an
+          LLM call (no model, no usage) and a provider does not bill a 429 or a 500, so this
+          overhead is normally $0, but the failures are seen.
+        """
         self.retry_overhead = 0
         for _, siblings in self._sibling_groups():
-            calls = [s for s in siblings if s.is_llm]
-            for position, attempt in enumerate(calls):
-                if not attempt.record.failed:
-                    continue
-                if any(_similar(attempt, later) for later in calls[position + 1 :]):
-                    attempt.retry = True
-                    self.retry_overhead += attempt.rollup
+            for group, failed, similar in (
+                ([s for s in siblings if s.is_llm], _failed_call, _similar),
+                ([s for s in siblings if _is_attempt(s)], _failed_attempt, _same_request),
+            ):
+                for position, attempt in enumerate(group):
+                    if not failed(attempt):
+                        continue
+                    if any(similar(attempt, later) for later in group[position + 1 :]):
+                        attempt.retry = True
+                        self.retry_overhead += attempt.rollup
 
     def _mark_loops(self, order: list[str]) -> None:
         """More than `loop_threshold` calls of the same tool, or the same model, under one
@@ -293,6 +318,49 @@ def _similar(failed: PricedSpan, later: PricedSpan) -> bool:
         and later.record.attributes.get(c.GEN_AI_OPERATION_NAME)
         == failed.record.attributes.get(c.GEN_AI_OPERATION_NAME)
     )
+
+
+def _failed_call(span: PricedSpan) -> bool:
+    return span.record.failed
+
+
+def _is_attempt(span: PricedSpan) -> bool:
+    """An HTTP attempt: ours (`spanledger.attempt`) or any HTTP client span, never an LLM call
+    (a GenAI call span may carry HTTP attributes too; it is a call, not an attempt)."""
+    if span.is_llm:
+        return False
+    attrs = span.record.attributes
+    if ATTEMPT in attrs:
+        return True
+    return span.record.kind == _SPAN_KIND_CLIENT and _first(attrs, _HTTP_METHOD_KEYS) is not None
+
+
+def _failed_attempt(span: PricedSpan) -> bool:
+    if span.record.failed:
+        return True
+    status = _first(span.record.attributes, _HTTP_STATUS_KEYS)
+    try:
+        return status is not None and int(status) >= 400
+    except (TypeError, ValueError, OverflowError):  # hostile input: not a status
+        return False
+
+
+def _same_request(failed: PricedSpan, later: PricedSpan) -> bool:
+    """A later attempt with the same method and URL (as recorded, query values redacted)."""
+    attrs, later_attrs = failed.record.attributes, later.record.attributes
+    return (
+        later.record.start_ns >= failed.record.start_ns
+        and _first(later_attrs, _HTTP_METHOD_KEYS) == _first(attrs, _HTTP_METHOD_KEYS)
+        and _first(later_attrs, _HTTP_URL_KEYS) == _first(attrs, _HTTP_URL_KEYS)
+    )
+
+
+def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None and value != "":
+            return value
+    return None
 
 
 def _requested_model(span: PricedSpan) -> str | None:

@@ -77,6 +77,9 @@ class Dialect:
     # A resource/span attribute (key, value) that must be present for this dialect to
     # apply, for dialects that reuse another dialect's attribute names (OpenLIT).
     marker: tuple[str, str] | None = None
+    # The cache-write count includes the 1-hour writes reported beside it (Anthropic's own
+    # SDK tracing): the 5-minute writes are the difference.
+    cache_write_includes_1h: bool = False
 
     @property
     def signature(self) -> frozenset[str]:
@@ -101,7 +104,8 @@ DIALECTS: tuple[Dialect, ...] = (
         total=(c.OPENLIT_TOTAL_TOKENS,),
         input_excludes_cache_for=frozenset({"anthropic"}),
     ),
-    # OTel GenAI semantic conventions: input_tokens includes cached tokens.
+    # OTel GenAI semantic conventions: input_tokens includes cached tokens. The anthropic
+    # SDK's own tracing writes cache_write.input_tokens and splits out the 1-hour writes.
     Dialect(
         name="otel_genai",
         input=(c.GEN_AI_USAGE_INPUT_TOKENS,),
@@ -109,8 +113,11 @@ DIALECTS: tuple[Dialect, ...] = (
         cache_read=(c.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, c.OPENLLMETRY_CACHE_READ_INPUT_TOKENS),
         cache_write=(
             c.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            c.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
             c.OPENLLMETRY_CACHE_CREATION_INPUT_TOKENS,
         ),
+        cache_write_1h=(c.ANTHROPIC_CACHE_WRITE_1H_INPUT_TOKENS,),
+        cache_write_includes_1h=True,
         reasoning=(c.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, c.OPENLLMETRY_REASONING_TOKENS),
         total=(c.OPENLIT_TOTAL_TOKENS,),
     ),
@@ -307,8 +314,16 @@ def _read(dialect: Dialect, attrs: Mapping[str, Any], provider: str | None, cach
         given_input = _count(attrs, dialect.input)
         output = _count(attrs, dialect.output)
         cache_read = _count(attrs, dialect.cache_read) or 0
-        cache_write = _count(attrs, dialect.cache_write) or 0
+        written = _count(attrs, dialect.cache_write)
         cache_write_1h = _count(attrs, dialect.cache_write_1h) or 0
+        cache_write = written or 0
+        if dialect.cache_write_includes_1h and written is not None:
+            if cache_write_1h > written:
+                raise _Invalid(
+                    f"1-hour cache writes ({cache_write_1h}) exceed the cache writes "
+                    f"({written}) that should include them"
+                )
+            cache_write = written - cache_write_1h
         reasoning = _count(attrs, dialect.reasoning) or 0
         total = _count(attrs, dialect.total)
         if given_input is None and output is None:

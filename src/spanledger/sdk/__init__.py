@@ -19,6 +19,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from spanledger.pricing import PriceBook, RateSheet, RateSheetError
+from spanledger.sdk.attempts import (
+    AsyncTracedTransport,
+    TracedTransport,
+    traced_async_transport,
+    traced_transport,
+)
 from spanledger.sdk.attribution import attribute
 from spanledger.sdk.budget import Budget, BudgetExceeded, LoopDetected, budget
 from spanledger.sdk.enrich import CostExporter, cost_attributes
@@ -29,16 +35,20 @@ from spanledger.sdk.processor import SpanLedgerProcessor
 log = logging.getLogger("spanledger.sdk")
 
 __all__ = [
+    "AsyncTracedTransport",
     "Budget",
     "BudgetExceeded",
     "CostExporter",
     "Ledger",
     "LoopDetected",
     "SpanLedgerProcessor",
+    "TracedTransport",
     "attribute",
     "budget",
     "cost_attributes",
     "instrument",
+    "traced_async_transport",
+    "traced_transport",
 ]
 
 
