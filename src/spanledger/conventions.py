@@ -38,6 +38,14 @@ TELEMETRY_SDK_NAME: Final = "telemetry.sdk.name"
 # Operations that organise work rather than call a model (no usage of their own).
 AGENT_OPERATIONS: Final = frozenset({"invoke_agent", "create_agent", "execute_tool"})
 
+# HTTP attempts (sdk/attempts.py writes them; traces.py reads them to find retries).
+HTTP_REQUEST_METHOD: Final = "http.request.method"
+HTTP_REQUEST_METHOD_ORIGINAL: Final = "http.request.method_original"
+HTTP_REQUEST_RESEND_COUNT: Final = "http.request.resend_count"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+URL_FULL: Final = "url.full"
+ATTEMPT: Final = "spanledger.attempt"  # 1 for a request's first attempt, 2 for its retry...
+
 # --- OpenLLMetry / Traceloop ------------------------------------------------------------
 OPENLLMETRY_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"
 OPENLLMETRY_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"

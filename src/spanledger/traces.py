@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from spanledger import conventions as c
 from spanledger.pricing import Cost, Femto, PriceBook
@@ -24,13 +24,9 @@ DEFAULT_LOOP_THRESHOLD = 10
 
 # HTTP attempt spans: what `spanledger.sdk.attempts` writes, and any OTel HTTP client
 # instrumentation too (the older names as well). Read here to find retried attempts.
-ATTEMPT: Final = "spanledger.attempt"  # 1 for the first attempt of a request, 2 for its retry...
-HTTP_REQUEST_METHOD: Final = "http.request.method"
-HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
-URL_FULL: Final = "url.full"
-_HTTP_METHOD_KEYS = (HTTP_REQUEST_METHOD, "http.method")
-_HTTP_STATUS_KEYS = (HTTP_RESPONSE_STATUS_CODE, "http.status_code")
-_HTTP_URL_KEYS = (URL_FULL, "http.url")
+_HTTP_METHOD_KEYS = (c.HTTP_REQUEST_METHOD, "http.method")
+_HTTP_STATUS_KEYS = (c.HTTP_RESPONSE_STATUS_CODE, "http.status_code")
+_HTTP_URL_KEYS = (c.URL_FULL, "http.url")
 _SPAN_KIND_CLIENT = 3  # OTLP's SPAN_KIND_CLIENT
 
 
@@ -330,7 +326,7 @@ def _is_attempt(span: PricedSpan) -> bool:
     if span.is_llm:
         return False
     attrs = span.record.attributes
-    if ATTEMPT in attrs:
+    if c.ATTEMPT in attrs:
         return True
     return span.record.kind == _SPAN_KIND_CLIENT and _first(attrs, _HTTP_METHOD_KEYS) is not None
 

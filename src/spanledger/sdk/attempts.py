@@ -53,12 +53,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from spanledger import __version__
 from spanledger import conventions as c
 from spanledger.sdk.health import Health
-from spanledger.traces import (
-    ATTEMPT,
-    HTTP_REQUEST_METHOD,
-    HTTP_RESPONSE_STATUS_CODE,
-    URL_FULL,
-)
 
 log = logging.getLogger("spanledger.sdk")
 
@@ -71,9 +65,6 @@ __all__ = [
 
 SCOPE = "spanledger.sdk.attempts"
 
-# OTel HTTP client semantic conventions (stable), besides those the trace assembler reads.
-HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"
-HTTP_REQUEST_RESEND_COUNT = "http.request.resend_count"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
@@ -150,17 +141,17 @@ class _Attempts:
             if resends is None:
                 resends = self._resends.next(parent, method, url)
             attributes: dict[str, Any] = {
-                HTTP_REQUEST_METHOD: method if known else "_OTHER",
-                URL_FULL: redacted_url(url),
+                c.HTTP_REQUEST_METHOD: method if known else "_OTHER",
+                c.URL_FULL: redacted_url(url),
                 SERVER_ADDRESS: url.host,
-                HTTP_REQUEST_RESEND_COUNT: resends,
-                ATTEMPT: resends + 1,
+                c.HTTP_REQUEST_RESEND_COUNT: resends,
+                c.ATTEMPT: resends + 1,
             }
             port = url.port or _DEFAULT_PORTS.get(url.scheme)
             if port is not None:
                 attributes[SERVER_PORT] = port
             if not known:
-                attributes[HTTP_REQUEST_METHOD_ORIGINAL] = request.method
+                attributes[c.HTTP_REQUEST_METHOD_ORIGINAL] = request.method
             name = f"{method if known else 'HTTP'} {url.path}"
             span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
             return _Attempt(span, self)
@@ -205,7 +196,7 @@ class _Attempt:
         try:
             span = self.span
             status = response.status_code
-            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+            span.set_attribute(c.HTTP_RESPONSE_STATUS_CODE, status)
             version = response.http_version
             if version.startswith("HTTP/"):
                 span.set_attribute(NETWORK_PROTOCOL_VERSION, version[5:])
