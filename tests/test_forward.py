@@ -537,7 +537,7 @@ def test_encoder_round_trips_every_field_through_the_decoder() -> None:
     spans[0].record.status_code = 2
     spans[0].record.status_message = "failed"
     spans[1].record.start_ns = 0  # zero times are left out, and still read back as 0
-    spans[1].record.end_ns = 2**64 - 1
+    spans[1].record.end_ns = 2**63 - 1  # the latest time a span can have (year 2262)
 
     body = encode_spans(spans)
     message = ExportTraceServiceRequest.FromString(body)

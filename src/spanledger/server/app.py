@@ -17,7 +17,7 @@ import re
 import zlib
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
@@ -29,9 +29,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from spanledger.pricing.money import femto_from_usd, usd_str
+from spanledger.server.dashboard import dashboard_routes
 from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf, export_response
 from spanledger.server.pipeline import Backpressure, Pipeline
 from spanledger.store import DIMENSIONS, TraceFilter
+
+if TYPE_CHECKING:
+    from spanledger.server.alerts import AlertEngine
 
 log = logging.getLogger("spanledger.server")
 
@@ -57,6 +61,7 @@ def create_app(
     *,
     token: str | None = None,
     max_body_bytes: int = 16 * 1024 * 1024,
+    alerts: AlertEngine | None = None,
 ) -> Starlette:
     """The Starlette application for a running pipeline and its store."""
     store = pipeline.store
@@ -175,6 +180,12 @@ def create_app(
     def unpriced(request: Request) -> Any:
         return {"models": store.unpriced(_filter(request))}
 
+    def list_alerts(request: Request) -> Any:
+        """Firing and recently resolved alerts, and the rules (spanledger.server.alerts)."""
+        if alerts is None:
+            return {"firing": [], "resolved": [], "rules": []}
+        return alerts.snapshot()
+
     routes = [
         Route("/v1/traces", export_traces, methods=["POST"]),
         Route("/healthz", healthz),
@@ -183,6 +194,8 @@ def create_app(
         Route("/api/traces/{trace_id}", api(get_trace)),
         Route("/api/costs", api(costs)),
         Route("/api/unpriced", api(unpriced)),
+        Route("/api/alerts", api(list_alerts)),
+        *dashboard_routes(pipeline, token=token),
     ]
     return Starlette(routes=routes)
 

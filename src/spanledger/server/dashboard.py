@@ -8,9 +8,10 @@ asks for the same bearer token as the rest of the API.
 Endpoints (filters: `from`, `to` as ISO 8601 UTC, and any of `user`, `department`,
 `tenant`, `agent`, `conversation`, `service`, `provider`, `model`):
 
-* `GET /api/overview?top=10&step=auto` — everything the overview shows, from one snapshot:
-  headline numbers, spend over time, spend by model/provider/agent/user/department/service,
-  unpriced models, the most expensive traces.
+* `GET /api/overview?top=10&step=auto` — everything the overview shows, in one request:
+  headline numbers (spend, tokens, cache hit rate and savings, retry overhead, cost inside
+  runaway loops, unpriced calls), spend over time, spend by model/provider/agent/user/
+  department/service, unpriced models with their tokens, the most expensive traces.
 * `GET /api/timeseries?step=minute|hour|day|auto` — spend per UTC bucket, gaps filled.
 * `GET /api/top-traces?limit=10` — finalized traces, most expensive first.
 * `GET /api/dimensions` — the values each filter can take in the time range.

@@ -288,15 +288,16 @@ class DuckDBStore:
         keys = [f"{_COLUMN[name]} AS {name}" for name in group_by]
         sql = f"""
             SELECT {", ".join([*keys, ""])}
-                sum(cost)::DECIMAL(38,0) AS cost,
-                sum(saved_by_cache)::DECIMAL(38,0) AS saved_by_cache,
-                sum(CASE WHEN retry THEN rollup ELSE 0 END)::DECIMAL(38,0) AS retry_overhead,
+                coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost,
+                coalesce(sum(saved_by_cache), 0)::DECIMAL(38,0) AS saved_by_cache,
+                coalesce(sum(CASE WHEN retry THEN rollup ELSE 0 END), 0)::DECIMAL(38,0)
+                    AS retry_overhead,
                 count(*) AS calls,
                 count(*) FILTER (WHERE price_status = 'unpriced') AS unpriced_calls,
-                sum(input_uncached::HUGEINT + cache_read
-                    + cache_write + cache_write_1h) AS input_tokens,
-                sum(cache_read) AS cache_read_tokens,
-                sum(output) AS output_tokens
+                coalesce(sum(input_uncached::HUGEINT + cache_read
+                    + cache_write + cache_write_1h), 0) AS input_tokens,
+                coalesce(sum(cache_read), 0) AS cache_read_tokens,
+                coalesce(sum(output), 0) AS output_tokens
             FROM spans WHERE {" AND ".join(where)}
             {"GROUP BY ALL" if group_by else ""}
             ORDER BY cost DESC
