@@ -11,7 +11,6 @@ same page until its budget's loop guard stops it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import openai
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
@@ -75,9 +74,8 @@ class Workload:
             tracer_provider=self.tracer_provider,
             rates=self.rates,
         )
-        # openai-v2 records cached prompt tokens only with the latest GenAI conventions;
-        # without them cached tokens would be priced as uncached.
-        os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+        # OpenLLMetry's OpenAI instrumentation records cached prompt tokens (openai-v2 2.4b0
+        # does not for chat completions, which would price them as uncached).
         OpenAIInstrumentor().instrument(tracer_provider=self.tracer_provider)
         AnthropicInstrumentor().instrument(tracer_provider=self.tracer_provider)
         self.tracer = self.tracer_provider.get_tracer("acme.agents")
