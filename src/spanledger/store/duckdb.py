@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS spans (
     service VARCHAR,
     agent_path VARCHAR, rollup DECIMAL(38,0), depth INTEGER,
     orphan BOOLEAN, retry BOOLEAN, loop BOOLEAN, finalized BOOLEAN DEFAULT false,
-    attributes JSON, resource JSON,
+    attributes VARCHAR, resource VARCHAR,  -- JSON text; json_extract() reads it
     ingested_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (th, tk, sk)
 );
@@ -109,10 +109,19 @@ def _keys(trace_id: str, span_id: str) -> tuple[int, int, int]:
 
 
 def _json(value: Any) -> str:
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
     try:
         return json.dumps(value, default=str, allow_nan=False, separators=(",", ":"))
     except ValueError:  # NaN/Infinity are not JSON: keep them readable as strings
         return json.dumps(_finite(value), default=str, separators=(",", ":"))
+
+
+def _resource_json(resource: Mapping[str, Any], seen: dict[int, str]) -> str:
+    text = seen.get(id(resource))
+    if text is None:
+        text = seen[id(resource)] = _json(resource)
+    return text
 
 
 def _finite(value: Any) -> Any:
@@ -144,22 +153,22 @@ class DuckDBStore:
             return 0
         batch = self._rows(spans)  # noqa: F841 (read by name in SQL)
         with self._write:
-            before = self._count()
-            self._db.execute("INSERT INTO spans BY NAME SELECT * FROM batch ON CONFLICT DO NOTHING")
-            return self._count() - before
-
-    def _count(self) -> int:
-        return self._db.execute("SELECT count(*) FROM spans").fetchone()[0]  # type: ignore[index]
+            # DuckDB answers an INSERT with the number of rows it inserted.
+            inserted = self._db.execute(
+                "INSERT INTO spans BY NAME SELECT * FROM batch ON CONFLICT DO NOTHING"
+            ).fetchone()
+            return int(inserted[0]) if inserted else 0
 
     def _rows(self, spans: Sequence[PricedSpan]) -> pa.Table:
-        columns: dict[str, list[Any]] = {name: [] for name in _ROW_FIELDS}
-        for span in spans:
-            for name, value in zip(_ROW_FIELDS, _row(span), strict=True):
-                columns[name].append(value)
-        arrays = {
-            name: pa.array(values, _ARROW_TYPES.get(name)) for name, values in columns.items()
-        }
-        return pa.table(arrays)
+        resources: dict[int, str] = {}  # a batch's spans share a few resource dicts
+        rows = (_row(span, resources) for span in spans)
+        columns = zip(*rows, strict=True)  # rows -> columns, in C
+        return pa.table(
+            {
+                name: pa.array(values, _ARROW_TYPES.get(name))
+                for name, values in zip(_ROW_FIELDS, columns, strict=True)
+            }
+        )
 
     def update_derived(self, spans: Sequence[PricedSpan]) -> None:
         if not spans:
@@ -462,6 +471,321 @@ class DuckDBStore:
         """
         return _dicts(self._read().execute(sql, params))
 
+    # -- reconciliation and repricing (reports/reconcile.py, reports/reprice.py) -----------
+    _FAILED_SQL = (
+        "(coalesce({t}status_code, 0) = 2 OR json_exists({t}attributes, '$.\"error.type\"'))"
+    )
+    # The HTTP status a failed attempt got, if any (an `error.type` such as "429" included).
+    _REFUSED_SQL = """coalesce(TRY_CAST(coalesce(
+        json_extract_string(f.attributes, '$."http.response.status_code"'),
+        json_extract_string(f.attributes, '$."http.status_code"'),
+        json_extract_string(f.attributes, '$."error.type"')) AS INTEGER), 0) >= 400"""
+    _PRICE_TEXT = (
+        ("price_status", "status"),
+        ("price_model", "model"),
+        ("price_source", "source"),
+        ("price_reason", "reason"),
+        ("cache_status", "cache_status"),
+    )
+    _PRICE_HISTORY = """
+        CREATE TABLE IF NOT EXISTS price_history (
+            trace_id VARCHAR NOT NULL, span_id VARCHAR NOT NULL,
+            replaced_at TIMESTAMP NOT NULL, run VARCHAR NOT NULL,
+            price_status VARCHAR, price_model VARCHAR, price_source VARCHAR,
+            price_reason VARCHAR, cache_status VARCHAR,
+            cost_input DECIMAL(38,0), cost_cache_read DECIMAL(38,0),
+            cost_cache_write DECIMAL(38,0), cost_output DECIMAL(38,0), cost DECIMAL(38,0),
+            saved_by_cache DECIMAL(38,0),
+            new_price_source VARCHAR, new_cost DECIMAL(38,0)
+        )
+    """
+
+    @staticmethod
+    def _first_of(keys: Sequence[str], table: str = "") -> tuple[str, list[str]]:
+        """SQL for the first of these attribute keys a span, then its resource, carries."""
+        for key in keys:
+            if '"' in key or "\\" in key:
+                raise ValueError(f"attribute key {key!r}: quotes and backslashes not allowed")
+        paths = [f'$."{key}"' for key in keys]
+        terms = [
+            f"json_extract_string({table}{column}, ?)"
+            for column in ("attributes", "resource")
+            for _ in paths
+        ]
+        return (f"coalesce({', '.join(terms)})" if terms else "NULL"), [*paths, *paths]
+
+    def ledger_daily(
+        self,
+        query: TraceFilter,
+        project_keys: Sequence[str] = (),
+        api_key_keys: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """What a provider's bill is compared with: LLM calls started in the window per UTC
+        day, provider, model, billing project and API key (the first of `project_keys` /
+        `api_key_keys` the span, then its resource, carries), class and failure, with their
+        tokens (`input_uncached`, `cache_read`, `cache_write` with 1-hour writes, `output`)
+        and cost by kind.
+
+        Classes: `priced`; `unpriced` (no price: `cost` is what the caller reported, if
+        anything); `invalid` (impossible token counts); and `retry_estimate`: failed
+        attempts that were retried (the trace assembler's `retry` flag) with no usage of
+        their own and no refusal (no HTTP status of 400 or more), counted with the usage of
+        the call that retried them (an application retry: the next similar call under the
+        same parent) or that they belonged to (an SDK's HTTP attempt: the parent call),
+        which is what the provider may have billed for them. Calls answered from a response
+        cache reached no provider and are left out."""
+        project, project_params = self._first_of(project_keys)
+        api_key, api_key_params = self._first_of(api_key_keys)
+        where, params = _time_filter(query)
+        failed = self._FAILED_SQL.format(t="")
+        sums = """count(*) AS calls,
+            coalesce(sum(input_uncached), 0) AS input_uncached,
+            coalesce(sum(cache_read), 0) AS cache_read,
+            coalesce(sum(cache_write), 0) AS cache_write,
+            coalesce(sum(output), 0) AS output"""
+        sql = f"""
+            WITH calls AS (
+                SELECT strftime(start_time, '%Y-%m-%d') AS day, provider, model,
+                    {project} AS project, {api_key} AS api_key,
+                    CASE WHEN price_status = 'priced' THEN 'priced'
+                         WHEN price_status = 'invalid_usage' THEN 'invalid'
+                         ELSE 'unpriced' END AS class,
+                    {failed} AS failed,
+                    input_uncached, cache_read, cache_write + cache_write_1h AS cache_write,
+                    output, cost_input, cost_cache_read, cost_cache_write, cost_output, cost
+                FROM spans
+                WHERE {" AND ".join(["price_status IS NOT NULL",
+                                     "NOT coalesce(response_cached, false)", *where])}
+            )
+            SELECT day, provider, model, project, api_key, class, failed, {sums},
+                coalesce(sum(cost_input), 0)::DECIMAL(38,0) AS cost_input,
+                coalesce(sum(cost_cache_read), 0)::DECIMAL(38,0) AS cost_cache_read,
+                coalesce(sum(cost_cache_write), 0)::DECIMAL(38,0) AS cost_cache_write,
+                coalesce(sum(cost_output), 0)::DECIMAL(38,0) AS cost_output,
+                coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost
+            FROM calls GROUP BY ALL ORDER BY ALL
+        """  # fmt: skip
+        rows = _dicts(self._read().execute(sql, [*project_params, *api_key_params, *params]))
+        f_where = [term.replace("start_time", "f.start_time") for term in where]
+        s_failed = self._FAILED_SQL.format(t="s.")
+        requested = (
+            "coalesce(json_extract_string({t}attributes, '$.\"gen_ai.request.model\"'), {t}model)"
+        )
+        taken = """f.start_time AS started, {t}provider AS provider, {t}model AS model,
+            {t}attributes AS attributes, {t}resource AS resource,
+            {t}input_uncached AS input_uncached, {t}cache_read AS cache_read,
+            {t}cache_write + {t}cache_write_1h AS cache_write, {t}output AS output"""
+        sql = f"""
+            WITH failed AS (
+                SELECT * FROM spans AS f
+                WHERE {" AND ".join(["f.retry", f"NOT ({self._REFUSED_SQL})", *f_where])}
+                  AND (f.price_status IS NULL OR f.usage_source = 'none')
+            ),
+            retried_by AS (
+                SELECT {taken.format(t="s.")}
+                FROM failed AS f JOIN spans AS s
+                  ON s.th = f.th AND s.tk = f.tk AND s.parent_span_id = f.parent_span_id
+                 AND s.span_id <> f.span_id AND s.start_time >= f.start_time
+                WHERE f.price_status IS NOT NULL AND s.price_status IS NOT NULL
+                  AND s.usage_source <> 'none' AND NOT {s_failed}
+                  AND {requested.format(t="s.")}
+                      IS NOT DISTINCT FROM {requested.format(t="f.")}
+                QUALIFY row_number() OVER (
+                    PARTITION BY f.trace_id, f.span_id ORDER BY s.start_time, s.span_id) = 1
+            ),
+            attempt_of AS (
+                SELECT {taken.format(t="c.")}
+                FROM failed AS f JOIN spans AS c
+                  ON c.th = f.th AND c.tk = f.tk AND c.span_id = f.parent_span_id
+                WHERE f.price_status IS NULL AND c.price_status IS NOT NULL
+                  AND c.usage_source <> 'none'
+            ),
+            estimates AS (SELECT * FROM retried_by UNION ALL SELECT * FROM attempt_of)
+            SELECT strftime(started, '%Y-%m-%d') AS day, provider, model,
+                {project} AS project, {api_key} AS api_key,
+                'retry_estimate' AS class, true AS failed, {sums},
+                0::DECIMAL(38,0) AS cost_input, 0::DECIMAL(38,0) AS cost_cache_read,
+                0::DECIMAL(38,0) AS cost_cache_write, 0::DECIMAL(38,0) AS cost_output,
+                0::DECIMAL(38,0) AS cost
+            FROM estimates GROUP BY ALL ORDER BY ALL
+        """  # fmt: skip
+        rows += _dicts(self._read().execute(sql, [*params, *project_params, *api_key_params]))
+        return rows
+
+    def llm_calls(self, query: TraceFilter) -> Iterator[dict[str, Any]]:
+        """Every LLM call started in the window, oldest first, with what repricing needs:
+        its usage, stored price and cost, the model it requested, whether it failed, and
+        every dimension it is grouped by."""
+        where, params = _time_filter(query)
+        where.append("price_status IS NOT NULL")
+        sql = f"""
+            SELECT trace_id, span_id, epoch_ns(start_time) AS start_ns, start_time,
+                provider, model,
+                json_extract_string(attributes, '$."gen_ai.request.model"') AS request_model,
+                {self._FAILED_SQL.format(t="")} AS failed,
+                input_uncached, cache_read, cache_write, cache_write_1h, output, reasoning,
+                usage_source, response_cached,
+                price_status, price_model, price_source, price_reason, cache_status,
+                cost_input, cost_cache_read, cost_cache_write, cost_output, cost,
+                saved_by_cache, reported,
+                user_id, department, tenant, agent, conversation, service, agent_path
+            FROM spans WHERE {" AND ".join(where)}
+            ORDER BY start_time, trace_id, span_id
+        """
+        cursor = self._read()
+        try:
+            cursor.execute(sql, params)
+            names = [column[0] for column in cursor.description or ()]
+            while batch := cursor.fetchmany(10_000):
+                for row in batch:
+                    yield dict(zip(names, row, strict=True))
+        finally:
+            cursor.close()
+
+    def ensure_price_history(self) -> None:
+        """Create `price_history` if missing: a span's replaced price, cost and source, the
+        repricing run that replaced them and when (one row a span a run)."""
+        with self._write:
+            self._db.execute(self._PRICE_HISTORY)
+
+    def apply_prices(self, changes: Sequence[tuple[str, str, Cost]], *, run: str) -> int:
+        """Give spans new prices (`spanledger reprice --apply`), in one transaction: each
+        span's old price, cost and source go to `price_history` with `run` and the time,
+        the span takes the new ones, and what adds its cost up moves by the difference:
+        rollups of it and its ancestors, its trace's cost, retry overhead, cost inside
+        loops and unpriced count. Returns how many spans changed."""
+        if not changes:
+            return 0
+        self.ensure_price_history()
+        money = {
+            name: pa.array([getattr(cost, attr) for _, _, cost in changes], MONEY)
+            for name, attr in (
+                ("cost_input", "input"), ("cost_cache_read", "cache_read"),
+                ("cost_cache_write", "cache_write"), ("cost_output", "output"),
+                ("cost", "total"), ("saved_by_cache", "saved_by_cache"),
+            )
+        }  # fmt: skip
+        keys = [_keys(trace_id, span_id) for trace_id, span_id, _ in changes]
+        changed = pa.table(  # noqa: F841 (read by name in SQL)
+            {
+                "th": pa.array([k[0] for k in keys], pa.uint64()),
+                "tk": pa.array([k[1] for k in keys], pa.uint64()),
+                "sk": pa.array([k[2] for k in keys], pa.uint64()),
+                **{
+                    name: pa.array([getattr(cost, attr) for _, _, cost in changes], pa.string())
+                    for name, attr in self._PRICE_TEXT
+                },
+                **money,
+            }
+        )
+        match = "s.th = c.th AND s.tk = c.tk AND s.sk = c.sk"
+        with self._write:
+            db = self._db
+            db.execute("BEGIN TRANSACTION")
+            try:
+                db.execute(
+                    f"""INSERT INTO price_history
+                    SELECT s.trace_id, s.span_id, now()::TIMESTAMP, ?, s.price_status,
+                        s.price_model, s.price_source, s.price_reason, s.cache_status,
+                        s.cost_input, s.cost_cache_read, s.cost_cache_write, s.cost_output,
+                        s.cost, s.saved_by_cache, c.price_source, c.cost
+                    FROM spans AS s JOIN changed AS c ON {match}""",
+                    [run],
+                )
+                deltas = db.execute(
+                    f"""SELECT s.trace_id, s.span_id, c.cost - coalesce(s.cost, 0)
+                    FROM spans AS s JOIN changed AS c ON {match}"""
+                ).fetchall()
+                db.execute(
+                    f"""UPDATE spans AS s SET price_status = c.price_status,
+                        price_model = c.price_model, price_source = c.price_source,
+                        price_reason = c.price_reason, cache_status = c.cache_status,
+                        cost_input = c.cost_input, cost_cache_read = c.cost_cache_read,
+                        cost_cache_write = c.cost_cache_write, cost_output = c.cost_output,
+                        cost = c.cost, saved_by_cache = c.saved_by_cache
+                    FROM changed AS c WHERE {match}"""
+                )
+                self._move_rollups(db, {(t, s): int(d) for t, s, d in deltas if d})
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(deltas)
+
+    @staticmethod
+    def _move_rollups(db: duckdb.DuckDBPyConnection, deltas: dict[tuple[str, str], int]) -> None:
+        """Move rollups and trace summaries by the change of some spans' own cost, the way
+        `Trace.assemble` adds them up: a span's rollup holds its descendants' cost, a
+        trace's cost its spans', its retry overhead its retried spans' rollups, its loop
+        cost the cost of every span in a looping subtree."""
+        if not deltas:
+            return
+        ids = pa.table({"trace_id": pa.array(sorted({t for t, _ in deltas}), pa.string())})  # noqa: F841
+        tree: dict[str, dict[str, tuple[str, bool, bool, bool, bool]]] = {}
+        for trace_id, span_id, parent, orphan, retry, loop, finalized in db.execute(
+            """SELECT trace_id, span_id, parent_span_id, orphan, retry, loop, finalized
+            FROM spans SEMI JOIN ids USING (trace_id)"""
+        ).fetchall():
+            tree.setdefault(trace_id, {})[span_id] = (
+                parent,
+                bool(orphan),
+                bool(retry),
+                bool(loop),
+                bool(finalized),
+            )
+        rollup: dict[tuple[str, str], int] = {}
+        summary: dict[str, list[int]] = {}  # trace -> [cost, retry overhead, loop cost]
+        for (trace_id, span_id), delta in deltas.items():
+            spans = tree.get(trace_id, {})
+            totals = summary.setdefault(trace_id, [0, 0, 0])
+            totals[0] += delta
+            chain, node, seen = [], span_id, set()
+            while node in spans and node not in seen:  # up to the root, or an orphan
+                seen.add(node)
+                chain.append(node)
+                parent, orphan = spans[node][0], spans[node][1]
+                if orphan or not parent:
+                    break
+                node = parent
+            for member in chain:
+                rollup[(trace_id, member)] = rollup.get((trace_id, member), 0) + delta
+                if spans[member][2]:  # a retried attempt: its rollup is retry overhead
+                    totals[1] += delta
+            if any(spans[member][3] for member in chain):  # inside a looping subtree
+                totals[2] += delta
+        finalized = [
+            (trace_id, span_id, delta)
+            for (trace_id, span_id), delta in rollup.items()
+            if tree[trace_id][span_id][4]  # unfinalized: rolled up when finalized
+        ]
+        moved = pa.table(  # noqa: F841 (read by name in SQL)
+            {
+                "trace_id": pa.array([t for t, _, _ in finalized], pa.string()),
+                "span_id": pa.array([s for _, s, _ in finalized], pa.string()),
+                "delta": pa.array([d for _, _, d in finalized], MONEY),
+            }
+        )
+        db.execute(
+            """UPDATE spans SET rollup = coalesce(rollup, 0) + m.delta FROM moved AS m
+            WHERE spans.trace_id = m.trace_id AND spans.span_id = m.span_id"""
+        )
+        trace_moves = pa.table(  # noqa: F841 (read by name in SQL)
+            {
+                "trace_id": pa.array(list(summary), pa.string()),
+                "cost": pa.array([v[0] for v in summary.values()], MONEY),
+                "retry_overhead": pa.array([v[1] for v in summary.values()], MONEY),
+                "loop_cost": pa.array([v[2] for v in summary.values()], MONEY),
+            }
+        )
+        db.execute(
+            """UPDATE traces SET cost = traces.cost + d.cost,
+                retry_overhead = traces.retry_overhead + d.retry_overhead,
+                loop_cost = traces.loop_cost + d.loop_cost,
+                unpriced = (SELECT count(*) FROM spans
+                    WHERE spans.trace_id = traces.trace_id AND price_status = 'unpriced')
+            FROM trace_moves AS d WHERE traces.trace_id = d.trace_id"""
+        )
+
 
 def _time_filter(query: TraceFilter) -> tuple[list[str], list[Any]]:
     where: list[str] = []
@@ -521,7 +845,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _row(span: PricedSpan) -> tuple[Any, ...]:
+def _row(span: PricedSpan, resources: dict[int, str]) -> tuple[Any, ...]:
     record, usage, cost = span.record, span.usage, span.cost
     attrs = record.attributes
     th, tk, sk = _keys(record.trace_id, record.span_id)
@@ -541,7 +865,7 @@ def _row(span: PricedSpan) -> tuple[Any, ...]:
         dims.get("user"), dims.get("department"), dims.get("tenant"), dims.get("agent"),
         dims.get("conversation"), dims.get("service"),
         span.agent_path or None, span.rollup, span.depth, span.orphan, span.retry, span.loop,
-        _json(dict(attrs)), _json(dict(record.resource)),
+        _json(attrs), _resource_json(record.resource, resources),
     )  # fmt: skip
 
 
