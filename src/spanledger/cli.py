@@ -21,6 +21,7 @@ from spanledger.traces import DEFAULT_LOOP_THRESHOLD, TraceAssembler
 
 if TYPE_CHECKING:
     from spanledger.reports.source import LedgerSource
+    from spanledger.store.duckdb import DuckDBStore
 
 app = typer.Typer(
     help="SpanLedger: the cost of every span of your LLM traces.",
@@ -475,6 +476,286 @@ def export_focus(
             markup=False,
             highlight=False,
         )
+
+
+# -- reconcile and reprice ----------------------------------------------------------------
+
+
+def _whole_day(moment: dt.datetime | None, option: str) -> dt.date | None:
+    if moment is None:
+        return None
+    if moment.time() != dt.time(0):
+        _fail(f"{option}: bills are daily; give a day like 2026-11-02 (UTC)")
+    return moment.date()
+
+
+@app.command()
+def reconcile(
+    bills: Annotated[
+        list[Path],
+        typer.Option(
+            "--bill",
+            help="A provider's usage or cost export: OpenAI or Anthropic Admin API JSON, "
+            "Anthropic Console CSV, or generic CSV. Repeat for several.",
+        ),
+    ],
+    since: FromOption = None,
+    until: ToOption = None,
+    db: DbOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    allow_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            "--allow-bad-rows", help="Compare the rows that can be read; list the others."
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare provider bills with the ledger and explain the gap, cause by cause."""
+    from spanledger.reports.bills import BillError, read_bill
+    from spanledger.reports.reconcile import (
+        bill_window,
+        reconcile_json,
+        reconcile_table,
+    )
+    from spanledger.reports.reconcile import reconcile as compare
+    from spanledger.reports.source import LedgerError
+
+    start, end = _window(since, until)
+    first, last = _whole_day(start, "--from"), _whole_day(end, "--to")
+    read = []
+    for path in bills:
+        try:
+            read.append(read_bill(path))
+        except BillError as error:
+            _fail(str(error))
+    bad = [row for bill in read for row in bill.bad_rows]
+    if bad and not allow_bad_rows:
+        for row in bad:
+            err.print(f"bad row {row}", markup=False, highlight=False, soft_wrap=True)
+        _fail(
+            f"{len(bad)} bill rows cannot be read (listed above): fix them, or compare the "
+            "rest with --allow-bad-rows (they stay listed)",
+            1,
+        )
+    window = bill_window(read)
+    first = first or (window[0] if window else None)
+    last = last or (window[1] if window else None)
+    if first is None or last is None:
+        _fail("the bills have no rows: nothing to reconcile", 1)
+    if first >= last:
+        _fail(f"--from {first} is not before --to {last}")
+    midnight = dt.time(0, tzinfo=dt.UTC)
+    ledger = _open_ledger(db, url, token)
+    try:
+        rows = ledger.ledger_daily(
+            dt.datetime.combine(first, midnight), dt.datetime.combine(last, midnight)
+        )
+    except LedgerError as error:
+        _fail(str(error), 1)
+    finally:
+        ledger.close()
+    data = reconcile_json(compare(read, rows, first, last, source=ledger.description))
+    if as_json:
+        _print_json(data)
+    else:
+        out.print(reconcile_table(data))
+
+
+@app.command()
+def reprice(
+    rates: Annotated[
+        list[Path],
+        typer.Option("--rates", help="The new YAML rate sheet; repeat, later files win."),
+    ],
+    no_default_prices: NoDefaultsOption = False,
+    since: FromOption = None,
+    until: ToOption = None,
+    group_by: Annotated[
+        str,
+        typer.Option("--group-by", help="Comma-separated dimensions, as for `report`."),
+    ] = "model",
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Reprice only calls with DIM=VALUE (e.g. agent=research); repeat. The others "
+            "keep their stored cost.",
+        ),
+    ] = None,
+    as_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--as-model",
+            help="What if calls to OLD had gone to NEW (the same tokens): OLD=NEW; repeat.",
+        ),
+    ] = None,
+    db: DbOption = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Store the new costs (--db only, server stopped); old prices are kept in "
+            "price_history.",
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What the stored spend would have cost under another rate sheet: old, new, difference."""
+    from spanledger.reports import reprice as rp
+    from spanledger.reports.source import LedgerError
+
+    groups = list(dict.fromkeys(g.strip() for g in group_by.split(",") if g.strip()))
+    try:
+        wanted = rp.parse_pairs(where or [], "--where")
+        models = rp.parse_pairs(as_model or [], "--as-model")
+        rp.check_dimensions(groups, "group by")
+        rp.check_dimensions(wanted, "select on")
+    except rp.RepriceError as error:
+        _fail(str(error))
+    if apply and url is not None:
+        _fail("--apply rewrites a ledger file: give --db FILE (with the server stopped)")
+    if apply and db is None:
+        _fail("--apply rewrites stored costs: name the ledger with --db FILE")
+    if apply and models:
+        _fail("--as-model is a what-if: the calls did go to the other model; drop --apply")
+    start, end = _window(since, until)
+    sheets = []
+    for path in rates:
+        try:
+            sheets.append((str(path), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as error:
+            _fail(f"{path}: cannot read rate sheet: {getattr(error, 'strerror', None) or error}")
+    try:
+        book, labels = rp.book_from_sheets(sheets, use_defaults=not no_default_prices)
+    except RateSheetError as error:
+        _fail(str(error))
+
+    def compute(calls: Iterable[dict[str, object]], keep: bool) -> rp.Repricing:
+        return rp.reprice(
+            calls, book, groups, start=start, end=end, where=wanted, models=models,
+            sheets=labels, keep_changes=keep,
+        )  # fmt: skip
+
+    if apply:
+        assert db is not None
+        store = _writable_ledger(db)
+        try:
+            result = compute(rp.calls_from_store(store, start, end), True)
+            at = dt.datetime.now(dt.UTC)
+            run = rp.run_label(result, at)
+            changed = store.apply_prices(result.changes, run=run)
+            result.applied = {"spans": changed, "run": run, "at": at.isoformat()}
+        finally:
+            store.close()
+        data = rp.reprice_json(result)
+    elif url is not None:
+        data = _remote_reprice(url, token, sheets, not no_default_prices, groups, wanted,
+                               models, start, end)  # fmt: skip
+    else:
+        ledger = _open_ledger(db, None, None)
+        try:
+            data = rp.reprice_json(compute(rp.calls_from_store(ledger._store, start, end), False))  # type: ignore[attr-defined]
+        except LedgerError as error:
+            _fail(str(error), 1)
+        finally:
+            ledger.close()
+    if as_json:
+        _print_json(data)
+        return
+    out.print(rp.reprice_table(data))
+    if data["applied"]:
+        out.print(
+            f"applied: {data['applied']['spans']:,} spans in {db} now carry the new prices "
+            f"({data['total']['changed_calls']:,} at a new cost); their old prices are in "
+            f"price_history, run {data['applied']['run']!r}",
+            markup=False,
+            highlight=False,
+        )
+    elif data["total"]["changed_calls"]:
+        out.print("nothing stored changed (add --apply to store the new costs)", style="dim")
+
+
+def _writable_ledger(path: Path) -> DuckDBStore:
+    """The ledger opened for writing, or a clear error (missing, not a ledger, in use)."""
+    import duckdb
+
+    from spanledger.store.duckdb import DuckDBStore
+
+    if not path.is_file():
+        _fail(f"no ledger at {path}", 1)
+    try:
+        probe = duckdb.connect(str(path))
+    except duckdb.IOException as error:
+        if "lock" in str(error).lower():
+            _fail(
+                f"{path} is open in another process (a running `spanledger serve`?): stop "
+                "it first, --apply rewrites stored costs; or see the what-if without --apply",
+                1,
+            )
+        _fail(f"cannot open {path}: {error}", 1)
+    except duckdb.Error as error:
+        _fail(f"{path} is not a DuckDB ledger: {error}", 1)
+    try:
+        tables = {
+            row[0] for row in probe.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+    finally:
+        probe.close()
+    if not {"spans", "traces"} <= tables:
+        _fail(f"{path} is a DuckDB file but not a SpanLedger ledger (no spans)", 1)
+    return DuckDBStore(path)
+
+
+def _remote_reprice(
+    url: str,
+    token: str | None,
+    sheets: list[tuple[str, str]],
+    use_defaults: bool,
+    groups: list[str],
+    where: dict[str, str],
+    models: dict[str, str],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> dict[str, object]:
+    """`POST /api/reprice` on a running server: it reprices its own ledger."""
+    import httpx
+
+    from spanledger.reports.source import iso
+
+    body = {
+        "sheets": [{"name": name, "content": text} for name, text in sheets],
+        "use_default_prices": use_defaults,
+        "group_by": groups,
+        "where": where,
+        "models": models,
+        "from": iso(start) if start else None,
+        "to": iso(end) if end else None,
+    }
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        _fail(f"--url {url!r} is not an http:// or https:// address")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(f"{base}/api/reprice", json=body, headers=headers, timeout=300)
+    except httpx.HTTPError as error:
+        _fail(f"cannot reach {base} ({error}); is `spanledger serve` running there?", 1)
+    if response.status_code == 401:
+        _fail(f"{base} wants a bearer token: pass --token or set SPANLEDGER_TOKEN", 1)
+    if response.status_code == 404:
+        _fail(f"{base} has no /api/reprice (an older server?): reprice a copy of its ledger "
+              "with --db", 1)  # fmt: skip
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.status_code != 200 or not isinstance(data, dict):
+        reason = data.get("error") if isinstance(data, dict) else response.text[:200]
+        _fail(f"{base}/api/reprice answered {response.status_code}: {reason}", 1)
+    return data
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,6 +95,11 @@ class LedgerSource(Protocol):
         ordered by start time, trace id and span id."""
         ...
 
+    def ledger_daily(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        """LLM calls per UTC day, provider, model, billing project, API key and class, with
+        tokens and cost by kind: what a provider's bill is compared with."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -172,6 +177,13 @@ class DuckDBSource:
 
     def unpriced(self, start: dt.datetime | None, end: dt.datetime | None) -> list[dict[str, Any]]:
         rows = self._guard(lambda: self._store.unpriced(TraceFilter(start=start, end=end)))
+        return [from_db(row) for row in rows]
+
+    def ledger_daily(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        from spanledger.reports.reconcile import API_KEY_KEYS, PROJECT_KEYS
+
+        query = TraceFilter(start=start, end=end)
+        rows = self._guard(lambda: self._store.ledger_daily(query, PROJECT_KEYS, API_KEY_KEYS))
         return [from_db(row) for row in rows]
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
@@ -291,6 +303,10 @@ class HttpSource:
     def unpriced(self, start: dt.datetime | None, end: dt.datetime | None) -> list[dict[str, Any]]:
         body = self._api("/api/unpriced", _window_params(start, end))
         return [from_api(row) for row in body.get("models", [])]
+
+    def ledger_daily(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+        body = self._api("/api/ledger/daily", _window_params(start, end))
+        return [from_api(row) for row in body.get("rows", [])]
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         try:

@@ -32,6 +32,7 @@ from spanledger.pricing.money import femto_from_usd, usd_str
 from spanledger.server.dashboard import dashboard_routes
 from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf, export_response
 from spanledger.server.pipeline import Backpressure, Pipeline
+from spanledger.server.reconcile_api import reconcile_routes
 from spanledger.store import DIMENSIONS, TraceFilter
 
 if TYPE_CHECKING:
@@ -196,6 +197,7 @@ def create_app(
         Route("/api/unpriced", api(unpriced)),
         Route("/api/alerts", api(list_alerts)),
         *dashboard_routes(pipeline, token=token),
+        *reconcile_routes(pipeline, token=token),
     ]
     return Starlette(routes=routes)
 
