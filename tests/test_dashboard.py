@@ -11,9 +11,12 @@ tmp_path and, when SPANLEDGER_SCREENSHOTS names a directory, there too.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +30,6 @@ from playwright.sync_api import expect, sync_playwright
 from starlette.applications import Starlette
 
 from spanledger.demo.provider import FakeProvider
-from spanledger.demo.workload import Workload
 from spanledger.server.config import ServeConfig
 from spanledger.server.dashboard import dashboard_routes
 from spanledger.server.run import Server
@@ -210,29 +212,27 @@ class Ledger:
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
     server = build_server(tmp_path_factory.mktemp("dashboard"))
     provider = FakeProvider()
-    semconv = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN")  # the workload sets it
     try:
         provider.start()
-        workload = Workload(server.http_url, provider.url or "", rates=[RATES])
-        try:
-            results = workload.run_all()
-        finally:
-            workload.close()
+        # In a process of its own: the instrumentations patch the openai/anthropic SDKs for
+        # the whole process, and one of them cannot be undone.
+        ran = subprocess.run(
+            [sys.executable, "-m", "spanledger.demo.workload", server.http_url,
+             provider.url or "", "--rates", str(RATES)],
+            capture_output=True, text=True, timeout=300, check=True,
+        )  # fmt: skip
+        results = json.loads(ran.stdout.strip().splitlines()[-1])
         now = time.time_ns()
         for number in range(12):
             # 67 minutes and more ago: outside "last hour", inside "last 24 hours".
             send(server.http_url, report_run(now, 1.12 + number, number), "nightly-reports")
         server.pipeline.flush(finalize=True)
-        stopped = [result for result in results if result.stopped]
+        stopped = [result for result in results if result["stopped"]]
         assert stopped, "the demo workload has a runaway loop that its budget stops"
-        yield Ledger(server.http_url, server, stopped[0].trace_id)
+        yield Ledger(server.http_url, server, stopped[0]["trace_id"])
     finally:
         provider.stop()
         server.close()
-        if semconv is None:
-            os.environ.pop("OTEL_SEMCONV_STABILITY_OPT_IN", None)
-        else:
-            os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = semconv
 
 
 # --- the browser -------------------------------------------------------------------------------

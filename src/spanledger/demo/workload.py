@@ -148,10 +148,10 @@ class Workload:
             if stuck:
                 # A runaway loop: the agent keeps re-fetching the same page and asking the
                 # model whether it has enough, until the budget's loop guard stops it.
-                for _ in range(50):
+                for attempt in range(50):
                     with self.tool("fetch_page", {"url": "https://example.com/benchmarks"}):
-                        notes += "The page did not load completely. "
-                    self.ask_gpt("gpt-4o-mini", "Decide whether to fetch again.", notes)
+                        notes += f"Attempt {attempt}: the page did not load completely. " * 40
+                    self.ask_gpt("gpt-4o", "Decide whether to fetch again.", notes)
             return self.ask_claude(question, notes)
 
     def execute(self, task: str, *, flaky: bool = False) -> str:
@@ -192,3 +192,26 @@ class Workload:
         results.append(self.run("alice", "research", "Find every benchmark on churn", stuck=True))
         self.ledger.force_flush()
         return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the workload once and print its results as JSON (tests run it in a process of
+    its own: the instrumentations patch the SDKs for the whole process)."""
+    import argparse
+    import dataclasses
+
+    parser = argparse.ArgumentParser(prog="python -m spanledger.demo.workload")
+    parser.add_argument("spanledger_url")
+    parser.add_argument("provider_url")
+    parser.add_argument("--rates", action="append", default=[])
+    args = parser.parse_args(argv)
+    workload = Workload(args.spanledger_url, args.provider_url, rates=args.rates)
+    try:
+        results = workload.run_all()
+    finally:
+        workload.close()
+    print(json.dumps([dataclasses.asdict(result) for result in results]))
+
+
+if __name__ == "__main__":
+    main()

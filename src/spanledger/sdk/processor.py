@@ -45,8 +45,11 @@ class SpanLedgerProcessor(SpanProcessor):
         self.book = book
         self.health = health or Health()
         self._charging: dict[int, tuple[Budget, ...]] = {}  # span id -> budgets to charge
+        self._shut_down = False
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        if self._shut_down:  # a provider that was shut down still starts spans
+            return
         ctx = parent_context if parent_context is not None else context.get_current()
         try:
             dimensions = baggage_dimensions(ctx)
@@ -123,6 +126,7 @@ class SpanLedgerProcessor(SpanProcessor):
             each.charge(amount)
 
     def shutdown(self) -> None:
+        self._shut_down = True
         self._charging.clear()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -51,6 +51,7 @@ class _OpenTrace:
 
 
 Listener = Callable[[Sequence[PricedSpan]], None]
+FinalizedListener = Callable[[Sequence[Trace]], None]
 
 
 class Pipeline:
@@ -75,6 +76,7 @@ class Pipeline:
         self.finalize_after = finalize_after
         self.stats = stats or Stats()
         self.listeners: list[Listener] = []  # called with each stored batch (forwarding, alerts)
+        self.finalized_listeners: list[FinalizedListener] = []  # with each finalized group
         self._queue: deque[_Batch] = deque()
         self._queued_spans = 0
         self._wake = threading.Condition()
@@ -116,6 +118,12 @@ class Pipeline:
     @property
     def open_traces(self) -> int:
         return len(self._open)
+
+    def open_trace(self, trace_id: str) -> Trace | None:
+        """The open (not yet finalized) trace with this id, holding every span seen so far.
+        For listeners, on the writer thread only: the writer changes it between batches."""
+        entry = self._open.get(trace_id)
+        return entry.trace if entry is not None else None
 
     def stop(self, timeout: float = 30.0) -> None:
         """Store what is queued, finalize every open trace, and stop the writer."""
@@ -246,9 +254,11 @@ class Pipeline:
             return
         derived: list[PricedSpan] = []
         summaries = []
+        finalized: list[Trace] = []
         reopened = self.store.finalized_among(ready)
         for trace_id in ready:
             trace = self._open.pop(trace_id).trace
+            finalized.append(trace)
             if trace_id in reopened:
                 # A late span reopened a finalized trace: assemble it with what was stored.
                 for stored in self.store.load_trace(trace_id):
@@ -260,6 +270,11 @@ class Pipeline:
         self.store.update_derived(derived)
         self.store.save_traces(summaries)
         self.stats.count("traces_finalized", len(summaries))
+        for listener in self.finalized_listeners:  # assembled traces, on the writer thread
+            try:
+                listener(finalized)
+            except Exception:
+                log.exception("spanledger: a listener failed on %d traces", len(finalized))
 
 
 def trace_summary(trace: Trace) -> dict[str, Any]:

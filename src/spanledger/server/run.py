@@ -1,4 +1,4 @@
-"""Wiring for `spanledger serve`: store, price book, pipeline, receivers, forwarding."""
+"""Wiring for `spanledger serve`: store, price book, pipeline, receivers, forwarding, alerts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uvicorn
 
 from spanledger.conventions import DEFAULT_DIMENSIONS
 from spanledger.pricing import PriceBook
+from spanledger.server.alerts import AlertEngine
 from spanledger.server.app import create_app
 from spanledger.server.config import ServeConfig
 from spanledger.server.forward import Forwarder
@@ -35,6 +36,7 @@ class Server:
     app: Any
     stoppers: list[Any] = field(default_factory=list)
     forwarder: Forwarder | None = None
+    alerts: AlertEngine | None = None
     grpc_port: int | None = None  # the port the gRPC receiver is bound to, once started
     _http: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
@@ -58,7 +60,18 @@ class Server:
         )
         stats.gauges["queued_spans"] = lambda: pipeline.queued_spans
         stats.gauges["open_traces"] = lambda: pipeline.open_traces
-        app = create_app(pipeline, token=config.token, max_body_bytes=config.http.max_body_bytes)
+        alerts = None
+        if config.alerts is not None:
+            alerts = AlertEngine(
+                config.alerts,
+                dimensions=dimensions,
+                loop_threshold=config.loop_threshold,
+                stats=stats,
+            )
+            alerts.attach(pipeline)
+        app = create_app(
+            pipeline, token=config.token, max_body_bytes=config.http.max_body_bytes, alerts=alerts
+        )
         forwarder = None
         if config.forward is not None:
             forwarder = sending = Forwarder(
@@ -70,7 +83,10 @@ class Server:
             )
             pipeline.listeners.append(forwarder.offer)
             stats.gauges["forward_queued_spans"] = lambda: sending.queued_spans
-        return cls(config, pipeline, store, app, forwarder=forwarder)
+        server = cls(config, pipeline, store, app, forwarder=forwarder, alerts=alerts)
+        if alerts is not None and alerts.link_base is None:
+            alerts.link_base = lambda: server.http_url  # links to this server's dashboard
+        return server
 
     @property
     def http_url(self) -> str:
@@ -94,7 +110,10 @@ class Server:
         return f"{self.config.grpc.host}:{self.grpc_port}"
 
     def _start_pipeline(self) -> None:
-        """The writer, the forwarder and the gRPC receiver; on failure, what started stops."""
+        """The writer, the forwarder, alerts and the gRPC receiver; on failure, what started
+        stops."""
+        if self.alerts is not None:
+            self.alerts.start()  # before the writer: it sees the first batch
         self.pipeline.start()
         try:
             if self.forwarder is not None:
@@ -142,4 +161,6 @@ class Server:
         self.pipeline.stop()
         if self.forwarder is not None:
             self.forwarder.stop(timeout=5)  # bounded: a dead downstream cannot hold shutdown
+        if self.alerts is not None:
+            self.alerts.stop(timeout=5)  # after the writer: trace alerts it resolved are sent
         self.store.close()

@@ -19,17 +19,21 @@ HELP = {
     "forward_sent": "Enriched spans forwarded downstream",
     "forward_dropped": "Enriched spans dropped by the forwarder (queue full or downstream down)",
     "requests_total": "OTLP export requests received",
+    "alerts_webhook_sent": "Alert notifications (firing or resolved) the webhook accepted",
+    "alerts_webhook_dropped": "Alert notifications dropped (queue full or webhook down)",
 }
 
 
 class Stats:
-    """Thread-safe counters; `gauges` are read when /metrics is scraped."""
+    """Thread-safe counters; `gauges` and `collectors` (more exposition lines, e.g. labelled
+    alert metrics) are read when /metrics is scraped."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._cost: Counter[tuple[str, str, str]] = Counter()
         self.gauges: dict[str, Callable[[], float]] = {}
+        self.collectors: list[Callable[[], list[str]]] = []
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -62,7 +66,14 @@ class Stats:
         for name, read in sorted(self.gauges.items()):
             metric = f"spanledger_{name}"
             lines += [f"# TYPE {metric} gauge", f"{metric} {read()}"]
+        for collect in self.collectors:
+            lines += collect()
         return "\n".join(lines) + "\n"
+
+
+def labels(**values: str) -> str:
+    """Prometheus label pairs, escaped: `rule="a",kind="b"`."""
+    return _labels(**values)
 
 
 def _labels(**values: str) -> str:
