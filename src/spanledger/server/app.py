@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import json
 import logging
 import re
@@ -29,6 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from spanledger.pricing.money import femto_from_usd, usd_str
+from spanledger.server.api import BadQuery, bearer_check, parse_time
 from spanledger.server.dashboard import dashboard_routes
 from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf, export_response
 from spanledger.server.pipeline import Backpressure, Pipeline
@@ -53,10 +53,6 @@ _MONEY_COLUMNS = frozenset(
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
-class BadQuery(ValueError):
-    """A query parameter the API cannot use; the message says which and why."""
-
-
 def create_app(
     pipeline: Pipeline,
     *,
@@ -68,11 +64,7 @@ def create_app(
     store = pipeline.store
     stats = pipeline.stats
 
-    def authorized(request: Request) -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    authorized = bearer_check(token)
 
     async def export_traces(request: Request) -> Response:
         stats.count("requests_total")
@@ -270,23 +262,13 @@ def _filter(request: Request) -> TraceFilter:
             raise BadQuery(f"min_cost {min_cost!r} is not a dollar amount") from None
         min_femto = femto_from_usd(min_cost)
     return TraceFilter(
-        start=_time(params.get("from"), "from"),
-        end=_time(params.get("to"), "to"),
+        start=parse_time(params.get("from"), "from"),
+        end=parse_time(params.get("to"), "to"),
         dimensions=dimensions,
         model=params.get("model") or None,
         min_cost_femto=min_femto,
         limit=limit,
     )
-
-
-def _time(value: str | None, name: str) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadQuery(f"{name}={value!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _jsonable(value: Any, key: str | None = None) -> Any:

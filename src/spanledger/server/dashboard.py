@@ -23,7 +23,6 @@ the filtered total, a decimal string rounded to 4 places.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from spanledger.pricing.money import femto_from_usd, usd_str
+from spanledger.server.api import BadQuery, bearer_check, parse_time
 from spanledger.server.pipeline import Pipeline
 from spanledger.store import DIMENSIONS, TraceFilter
 
@@ -76,19 +76,11 @@ _PAGE_HEADERS = {
 }
 
 
-class BadQuery(ValueError):
-    """A query parameter the dashboard API cannot use; the message says which and why."""
-
-
 def dashboard_routes(pipeline: Pipeline, *, token: str | None = None) -> list[BaseRoute]:
     """Routes for the dashboard page, its static files and its JSON endpoints."""
     store: Any = pipeline.store  # the dashboard queries are DuckDBStore's
 
-    def authorized(request: Request) -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    authorized = bearer_check(token)
 
     def api(handler: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -176,7 +168,7 @@ def _filter(request: Request) -> TraceFilter:
         except InvalidOperation:
             raise BadQuery(f"min_cost {min_cost!r} is not a dollar amount") from None
         min_femto = femto_from_usd(min_cost)
-    start, end = _time(params.get("from"), "from"), _time(params.get("to"), "to")
+    start, end = parse_time(params.get("from"), "from"), parse_time(params.get("to"), "to")
     if start is not None and end is not None and end <= start:
         raise BadQuery("to must be later than from")
     return TraceFilter(
@@ -195,16 +187,6 @@ def _count(request: Request, name: str, default: int, most: int) -> int:
     if not value.isdigit() or not 1 <= int(value) <= most:
         raise BadQuery(f"{name} must be a whole number from 1 to {most}")
     return int(value)
-
-
-def _time(value: str | None, name: str) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadQuery(f"{name}={value!r} is not an ISO 8601 date or time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _echo(query: TraceFilter) -> dict[str, Any]:

@@ -21,7 +21,6 @@ decimal string.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +35,7 @@ from spanledger.reports import reconcile as rc
 from spanledger.reports import reprice as rp
 from spanledger.reports.bills import BillError, parse_bill
 from spanledger.reports.source import from_db, iso, to_json
+from spanledger.server.api import bearer_check
 from spanledger.server.pipeline import Pipeline
 from spanledger.store import TraceFilter
 
@@ -55,11 +55,7 @@ def reconcile_routes(
     """Routes for `/api/ledger/daily`, `/api/reconcile` and `/api/reprice`."""
     store: Any = pipeline.store  # DuckDBStore's reconciliation queries
 
-    def authorized(request: Request) -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    authorized = bearer_check(token)
 
     def api(
         handler: Callable[[Request, Any], Any], *, body: bool = False
