@@ -63,9 +63,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import logging
 import math
-import random
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -80,7 +80,7 @@ import httpx
 from spanledger import conventions as c
 from spanledger.pricing.money import FEMTO_PER_USD, Femto, usd_str
 from spanledger.server.config import SPAN_SCOPES, WINDOW_KINDS, AlertRule, Alerts
-from spanledger.server.forward import _retry_after
+from spanledger.server.sender import Sender
 from spanledger.server.stats import Stats, labels
 from spanledger.spans import SpanRecord
 from spanledger.traces import DEFAULT_LOOP_THRESHOLD, Dimensions, PricedSpan, Trace
@@ -1191,17 +1191,12 @@ class AlertEngine:
 
 
 # -- the webhook ------------------------------------------------------------------------------
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+class Webhook(Sender[dict[str, Any]]):
+    """POSTs alert events as JSON to `url` from a background thread, one at a time and in
+    order (a resolution never overtakes its firing). `offer` never blocks and never raises;
+    what cannot be sent is dropped and counted (`alerts_webhook_dropped`)."""
 
-
-class Webhook:
-    """POSTs alert events as JSON to `url` from a background thread.
-
-    `offer` never blocks and never raises: it appends to a bounded queue, and what does not
-    fit is dropped and counted (`alerts_webhook_dropped`). Events are sent one at a time,
-    in order (a resolution never overtakes its firing); a connection error, a timeout or a
-    retryable status (408, 425, 429, 5xx) is retried with capped exponential backoff that
-    honours `Retry-After`, up to `max_attempts`, then the event is dropped and counted."""
+    content_type = "application/json"
 
     def __init__(
         self,
@@ -1215,111 +1210,28 @@ class Webhook:
         backoff: float = 0.5,
         max_backoff: float = 30.0,
     ) -> None:
-        self.url = url
-        given = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
-        self.headers = {**given, "content-type": "application/json"}
-        self.timeout = timeout
-        self.max_attempts = max_attempts
-        self.max_queued = max_queued
-        self.stats = stats or Stats()
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._queue: deque[dict[str, Any]] = deque()
-        self._lock = threading.Condition()
-        self._halt = threading.Event()
-        self._deadline = float("inf")
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="spanledger-webhook", daemon=True)
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    def start(self) -> Webhook:
-        self._thread.start()
-        return self
+        super().__init__(
+            url,
+            headers,
+            name="alert webhook",
+            dropped="alerts_webhook_dropped",
+            stats=stats,
+            timeout=timeout,
+            max_queued=max_queued,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
 
     def offer(self, event: dict[str, Any]) -> bool:
-        with self._lock:
-            if self._stopped or len(self._queue) >= self.max_queued:
-                accepted = False
-            else:
-                self._queue.append(event)
-                self._lock.notify()
-                accepted = True
-        if not accepted:
-            self.stats.count("alerts_webhook_dropped")
-            log.warning("spanledger: alert webhook queue full; dropped an alert event")
-        return accepted
+        return self.put([event]) == 0
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Send what is queued, each event once more at most, for up to `timeout` s; then
-        drop (and count) the rest."""
-        with self._lock:
-            self._stopped = True
-            self._deadline = time.monotonic() + timeout
-            self._lock.notify()
-        self._halt.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout + 1.0)
-            if self._thread.is_alive():
-                log.warning("spanledger: the alert webhook did not stop within %gs", timeout)
-        elif self._thread.ident is None:
-            with self._lock:
-                left = len(self._queue)
-                self._queue.clear()
-            if left:
-                self.stats.count("alerts_webhook_dropped", left)
+    def encode(self, batch: list[dict[str, Any]]) -> bytes:
+        return json.dumps(batch[0], separators=(",", ":")).encode()
 
-    def _run(self) -> None:
-        left = 0
-        with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
-            while True:
-                with self._lock:
-                    while not self._queue and not self._stopped:
-                        self._lock.wait()
-                    if self._stopped and (not self._queue or time.monotonic() >= self._deadline):
-                        left = len(self._queue)
-                        self._queue.clear()
-                        break
-                    event = self._queue.popleft()
-                try:
-                    self._send(client, event)
-                except Exception:
-                    log.exception("spanledger: sending an alert to the webhook failed")
-                    self.stats.count("alerts_webhook_dropped")
-        if left:
-            log.warning("spanledger: alert webhook stopped with %d events unsent", left)
-            self.stats.count("alerts_webhook_dropped", left)
+    def accepted(self, response: httpx.Response, batch: list[dict[str, Any]]) -> None:
+        self.stats.count("alerts_webhook_sent", len(batch))
 
-    def _send(self, client: httpx.Client, event: dict[str, Any]) -> None:
-        problem = "shutting down"
-        for attempt in range(1, self.max_attempts + 1):
-            if self._halt.is_set() and time.monotonic() >= self._deadline:
-                break
-            delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-            delay *= random.uniform(0.8, 1.2)
-            try:
-                response = client.post(self.url, json=event)
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    self.stats.count("alerts_webhook_sent")
-                    return
-                problem = f"HTTP {status}: {response.text[:200]}"
-                if status not in RETRYABLE_STATUS:
-                    break
-                delay = _retry_after(response.headers.get("retry-after"), self.max_backoff, delay)
-            if attempt == self.max_attempts or self._halt.wait(delay):
-                break
-        alert = event.get("alert", {})
-        log.warning(
-            "spanledger: dropping alert %s (%s) for %s: %s",
-            alert.get("fingerprint"),
-            event.get("event"),
-            self.url,
-            problem,
-        )
-        self.stats.count("alerts_webhook_dropped")
+    def describe(self, batch: list[dict[str, Any]]) -> str:
+        alert = batch[0].get("alert", {})
+        return f"alert {alert.get('fingerprint')} ({batch[0].get('event')})"

@@ -16,14 +16,8 @@ links, trace state and the scope version are not kept by the ledger and are not 
 
 from __future__ import annotations
 
-import email.utils
-import itertools
 import logging
-import random
 import struct
-import threading
-import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from spanledger.pricing.attributes import cost_attributes
 from spanledger.pricing.book import PricedCall
+from spanledger.server.sender import Sender
 from spanledger.server.stats import Stats
 from spanledger.traces import PricedSpan
 
@@ -215,7 +210,7 @@ def _any_value(value: Any) -> bytes:
     return _any_value(str(value))
 
 
-class Forwarder:
+class Forwarder(Sender[PricedSpan]):
     """Sends priced spans to `{url}/v1/traces` from a background thread.
 
     >>> forwarder = Forwarder("http://collector:4318", {"x-api-key": "..."})
@@ -227,6 +222,9 @@ class Forwarder:
     `offer` never blocks and never raises. Counts go to `stats`: `forward_sent` for spans
     the downstream accepted, `forward_dropped` for spans dropped (queue full, downstream
     down past `max_attempts`, refused, or still queued when `stop` gave up)."""
+
+    content_type = PROTOBUF
+    retryable = RETRYABLE_STATUS
 
     def __init__(
         self,
@@ -242,122 +240,41 @@ class Forwarder:
         max_backoff: float = 30.0,
     ) -> None:
         base = url.rstrip("/")
-        self.endpoint = base if base.endswith("/v1/traces") else f"{base}/v1/traces"
-        given = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
-        self.headers = {**given, "content-type": PROTOBUF}
-        self.max_queued_spans = max_queued_spans
-        self.timeout = timeout
-        self.stats = stats or Stats()
-        self.batch_size = batch_size
-        self.max_attempts = max_attempts
-        self.backoff = backoff  # first retry delay; doubles per attempt up to max_backoff
-        self.max_backoff = max_backoff
-        self._queue: deque[PricedSpan] = deque()
-        self._lock = threading.Condition()
-        self._halt = threading.Event()  # set by stop(): no more waiting between attempts
-        self._deadline = float("inf")  # after stop(): when to give up what is left
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="spanledger-forwarder", daemon=True)
+        super().__init__(
+            base if base.endswith("/v1/traces") else f"{base}/v1/traces",
+            headers,
+            name="forwarder",
+            dropped="forward_dropped",
+            stats=stats,
+            timeout=timeout,
+            max_queued=max_queued_spans,
+            batch_size=batch_size,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
 
     @property
     def queued_spans(self) -> int:
-        return len(self._queue)
-
-    def start(self) -> Forwarder:
-        self._thread.start()
-        return self
+        return self.queued
 
     def offer(self, spans: Sequence[PricedSpan]) -> None:
         """Queue spans for sending; what does not fit in the queue is dropped and counted."""
-        with self._lock:
-            room = 0 if self._stopped else self.max_queued_spans - len(self._queue)
-            if room >= len(spans):
-                self._queue.extend(spans)
-                dropped = 0
-            else:
-                room = max(room, 0)
-                self._queue.extend(itertools.islice(spans, room))
-                dropped = len(spans) - room
-            if room:
-                self._lock.notify()
-        if dropped:
-            self.stats.count("forward_dropped", dropped)
+        self.put(spans)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Send what is queued, each batch once (no more retries), for at most `timeout`
-        seconds; then drop (and count) the rest."""
-        with self._lock:
-            self._stopped = True
-            self._deadline = time.monotonic() + timeout
-            self._lock.notify()
-        self._halt.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout + 1.0)
-            if self._thread.is_alive():
-                log.warning("spanledger: the forwarder did not stop within %gs", timeout)
-        elif self._thread.ident is None:  # never started: nothing will send what is queued
-            with self._lock:
-                left = len(self._queue)
-                self._queue.clear()
-            if left:
-                self.stats.count("forward_dropped", left)
+    def encode(self, batch: list[PricedSpan]) -> bytes:
+        return encode_spans(batch)
 
-    # -- the sending thread ---------------------------------------------------------------
-    def _run(self) -> None:
-        left = 0
-        with httpx.Client(timeout=self.timeout, headers=self.headers) as client:
-            while True:
-                with self._lock:
-                    while not self._queue and not self._stopped:
-                        self._lock.wait()
-                    if self._stopped and (not self._queue or time.monotonic() >= self._deadline):
-                        left = len(self._queue)
-                        self._queue.clear()
-                        break
-                    batch = [
-                        self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
-                    ]
-                try:
-                    self._send(client, batch)
-                except Exception:  # never let one bad batch stop forwarding
-                    log.exception("spanledger: forwarding %d spans failed", len(batch))
-                    self.stats.count("forward_dropped", len(batch))
-        if left:
-            log.warning("spanledger: forwarder stopped with %d spans unsent", left)
-            self.stats.count("forward_dropped", left)
+    def describe(self, batch: list[PricedSpan]) -> str:
+        return f"{len(batch)} forwarded spans"
 
-    def _send(self, client: httpx.Client, batch: list[PricedSpan]) -> None:
-        body = encode_spans(batch)
-        problem = "shutting down"
-        for attempt in range(1, self.max_attempts + 1):
-            if self._halt.is_set() and time.monotonic() >= self._deadline:
-                break
-            delay = self._delay(attempt)
-            try:
-                response = client.post(self.endpoint, content=body)
-            except httpx.TransportError as error:  # refused, reset, timed out
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    self._accepted(response, len(batch))
-                    return
-                problem = f"HTTP {status}: {response.text[:200]}"
-                if status not in RETRYABLE_STATUS:
-                    break
-                delay = _retry_after(response.headers.get("retry-after"), self.max_backoff, delay)
-            if attempt == self.max_attempts or self._halt.wait(delay):
-                break  # out of attempts, or stopping: no more waiting
-        log.warning(
-            "spanledger: dropping %d forwarded spans to %s: %s", len(batch), self.endpoint, problem
-        )
-        self.stats.count("forward_dropped", len(batch))
-
-    def _delay(self, attempt: int) -> float:
-        base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return base * random.uniform(0.8, 1.2)
-
-    def _accepted(self, response: httpx.Response, count: int) -> None:
+    def accepted(self, response: httpx.Response, batch: list[PricedSpan]) -> None:
+        """Count what the downstream took; a partial success names spans it rejected."""
+        count = len(batch)
         rejected = 0
         if response.content and response.headers.get("content-type", "").startswith(PROTOBUF):
             try:
@@ -374,19 +291,3 @@ class Forwarder:
         self.stats.count("forward_sent", count - rejected)
         if rejected:
             self.stats.count("forward_dropped", rejected)
-
-
-def _retry_after(value: str | None, cap: float, default: float) -> float:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date), capped."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return default
-        seconds = when.timestamp() - time.time()
-    return min(cap, max(0.0, seconds))
