@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -118,15 +117,6 @@ def open_source(
 # -- a DuckDB file ------------------------------------------------------------------------
 
 
-class _ReadOnlyStore(DuckDBStore):
-    """The server's store queries on a read-only connection (no schema changes)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._db = duckdb.connect(path, read_only=True)
-        self._write = threading.Lock()
-
-
 class DuckDBSource:
     """A ledger file, opened read-only."""
 
@@ -138,7 +128,7 @@ class DuckDBSource:
                 "writes) or --url of a running server"
             )
         try:
-            self._store = _ReadOnlyStore(str(path))
+            self._store = DuckDBStore(str(path), read_only=True)
         except duckdb.IOException as error:
             if "lock" in str(error).lower():
                 raise LedgerError(

@@ -141,10 +141,12 @@ def _text(value: Any) -> str | None:
 class DuckDBStore:
     """`Store` on one DuckDB file. One writer connection; readers get their own cursor."""
 
-    def __init__(self, path: str | Path = "spanledger.duckdb") -> None:
+    def __init__(self, path: str | Path = "spanledger.duckdb", *, read_only: bool = False) -> None:
+        """Open (and create) a ledger file; `read_only` for reports beside no writer."""
         self.path = str(path)
-        self._db = duckdb.connect(self.path)
-        self._db.execute(SCHEMA)
+        self._db = duckdb.connect(self.path, read_only=read_only)
+        if not read_only:
+            self._db.execute(SCHEMA)
         self._write = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------
