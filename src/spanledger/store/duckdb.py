@@ -175,23 +175,24 @@ class DuckDBStore:
     def update_derived(self, spans: Sequence[PricedSpan]) -> None:
         if not spans:
             return
+        # Every column typed: an untyped pa.array() infers its type, which costs 3x.
+        text = pa.string()
+        dims = ("user", "department", "tenant", "agent", "conversation", "service")
         derived = pa.table(  # noqa: F841 (read by name in SQL)
             {
                 "th": pa.array([int(s.record.trace_id[:16], 16) for s in spans], pa.uint64()),
                 "tk": pa.array([int(s.record.trace_id[16:], 16) for s in spans], pa.uint64()),
                 "sk": pa.array([int(s.span_id, 16) for s in spans], pa.uint64()),
-                "user_id": [s.attribution.get("user") for s in spans],
-                "department": [s.attribution.get("department") for s in spans],
-                "tenant": [s.attribution.get("tenant") for s in spans],
-                "agent": [s.attribution.get("agent") for s in spans],
-                "conversation": [s.attribution.get("conversation") for s in spans],
-                "service": [s.attribution.get("service") for s in spans],
-                "agent_path": [s.agent_path or None for s in spans],
+                **{
+                    _COLUMN[name]: pa.array([s.attribution.get(name) for s in spans], text)
+                    for name in dims
+                },
+                "agent_path": pa.array([s.agent_path or None for s in spans], text),
                 "rollup": pa.array([s.rollup for s in spans], MONEY),
-                "depth": [s.depth for s in spans],
-                "orphan": [s.orphan for s in spans],
-                "retry": [s.retry for s in spans],
-                "loop": [s.loop for s in spans],
+                "depth": pa.array([s.depth for s in spans], pa.int32()),
+                "orphan": pa.array([s.orphan for s in spans], pa.bool_()),
+                "retry": pa.array([s.retry for s in spans], pa.bool_()),
+                "loop": pa.array([s.loop for s in spans], pa.bool_()),
             }
         )
         with self._write:
@@ -826,7 +827,8 @@ _MONEY_FIELDS = (
 _TEXT_FIELDS = (
     "user_id", "department", "tenant", "agent", "conversation", "service", "agent_path",
     "model", "provider", "operation", "tool", "price_status", "price_model", "price_source",
-    "price_reason", "cache_status", "status_message",
+    "price_reason", "cache_status", "status_message", "trace_id", "span_id", "parent_span_id",
+    "name", "scope", "usage_source", "attributes", "resource",
 )  # fmt: skip
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "th": pa.uint64(),
