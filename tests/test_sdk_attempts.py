@@ -18,7 +18,6 @@ import asyncio
 import gc
 import socket
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,17 @@ import httpx2
 import openai
 import pytest
 from opentelemetry import trace
-from opentelemetry.instrumentation import openai_v2
-from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode, Tracer
 
+import sdkkit
 import spanledger
-from sdkkit import record_of
+from sdkkit import Traced, make_traced, record_of
 from spanledger import conventions as c
 from spanledger.demo.provider import FakeProvider
-from spanledger.pricing import PriceBook
 from spanledger.pricing.money import FEMTO_PER_USD
 from spanledger.sdk import (
     BudgetExceeded,
-    Ledger,
-    TracedTransport,
     traced_async_transport,
     traced_transport,
 )
@@ -69,71 +63,18 @@ def femto(amount: Decimal) -> int:
 # -- fixtures ------------------------------------------------------------------------------
 
 
-@dataclass
-class Traced:
-    tracer_provider: TracerProvider
-    exporter: InMemorySpanExporter
-    ledger: Ledger
-
-    def spans(self) -> list[ReadableSpan]:
-        """Every span exported so far (after a flush), in the order they ended."""
-        assert self.ledger.force_flush()
-        assert self.ledger.health.errors == {}, "SpanLedger swallowed errors"
-        return list(self.exporter.get_finished_spans())
-
-    @property
-    def book(self) -> PriceBook:
-        return self.ledger.book
-
-    @property
-    def tracer(self) -> Tracer:
-        return self.tracer_provider.get_tracer("test-app")
-
-    def transport(self) -> TracedTransport:
-        return traced_transport(tracer_provider=self.tracer_provider, health=self.ledger.health)
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as provider:
-        yield provider
-
-
-@pytest.fixture(autouse=True)
-def _fresh(fake: FakeProvider) -> None:
-    fake.reset()
+# The shared fixtures of tests/sdkkit.py, used here by name.
+fake = sdkkit.fake
+_fresh = sdkkit._fresh
+openai_traced = sdkkit.openai_traced
+anthropic_traced = sdkkit.anthropic_traced
 
 
 @pytest.fixture
 def traced() -> Iterator[Traced]:
-    tracer_provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    ledger = spanledger.instrument(
-        exporter, tracer_provider=tracer_provider, rates=[RATES], use_default_prices=False
-    )
-    assert ledger.health.errors == {}, "the rate sheet did not load"
-    yield Traced(tracer_provider, exporter, ledger)
-    ledger.shutdown()
-
-
-@pytest.fixture
-def openai_traced(traced: Traced) -> Iterator[Traced]:
-    instrumentor = openai_v2.OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.tracer_provider)
-    try:
-        yield traced
-    finally:
-        instrumentor.uninstrument()
-
-
-@pytest.fixture
-def anthropic_traced(traced: Traced) -> Iterator[Traced]:
-    instrumentor = AnthropicInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.tracer_provider)
-    try:
-        yield traced
-    finally:
-        instrumentor.uninstrument()
+    setup = make_traced(RATES)
+    yield setup
+    setup.ledger.shutdown()
 
 
 def openai_client(fake: FakeProvider, transport: httpx2.BaseTransport) -> openai.OpenAI:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,19 +27,15 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from opentelemetry.instrumentation import openai_v2
 from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
-import spanledger
-from sdkkit import record_of
+import sdkkit
+from sdkkit import Traced, make_traced, record_of
 from spanledger import conventions as c
 from spanledger.demo.provider import FakeProvider, ServedRequest
 from spanledger.pricing import PriceBook
 from spanledger.pricing.money import FEMTO_PER_USD
-from spanledger.sdk import Ledger
 from spanledger.traces import TraceAssembler
 from spanledger.usage import Usage
 
@@ -114,52 +109,11 @@ def usage_keys(attrs: dict[str, Any]) -> set[str]:
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@dataclass
-class Traced:
-    tracer_provider: TracerProvider
-    exporter: InMemorySpanExporter
-    ledger: Ledger
-
-    def spans(self) -> list[ReadableSpan]:
-        """Every span exported so far (after a flush), in the order they ended."""
-        assert self.ledger.force_flush()
-        assert self.ledger.health.errors == {}, "SpanLedger swallowed errors"
-        return list(self.exporter.get_finished_spans())
-
-    def llm_spans(self) -> list[ReadableSpan]:
-        return [s for s in self.spans() if s.attributes and c.PRICE_STATUS in s.attributes]
-
-    @property
-    def book(self) -> PriceBook:
-        return self.ledger.book
-
-    @property
-    def tracer(self) -> Tracer:
-        return self.tracer_provider.get_tracer("test-app")
-
-
-def make_traced(rates: Path, *, use_default_prices: bool = False) -> Traced:
-    tracer_provider = TracerProvider()
-    exporter = InMemorySpanExporter()
-    ledger = spanledger.instrument(
-        exporter=exporter,
-        tracer_provider=tracer_provider,
-        rates=[rates],
-        use_default_prices=use_default_prices,
-    )
-    assert ledger.health.errors == {}, "the rate sheet did not load"
-    return Traced(tracer_provider, exporter, ledger)
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with FakeProvider() as provider:
-        yield provider
-
-
-@pytest.fixture(autouse=True)
-def _fresh(fake: FakeProvider) -> None:
-    fake.reset()
+# The shared fixtures of tests/sdkkit.py, used here by name.
+fake = sdkkit.fake
+_fresh = sdkkit._fresh
+openai_traced = sdkkit.openai_traced
+anthropic_traced = sdkkit.anthropic_traced
 
 
 @pytest.fixture
@@ -168,26 +122,6 @@ def traced() -> Iterator[Traced]:
     assert [sheet.version for sheet in setup.book.sheets] == [SHEET_VERSION]
     yield setup
     setup.ledger.shutdown()
-
-
-@pytest.fixture
-def openai_traced(traced: Traced) -> Iterator[Traced]:
-    instrumentor = openai_v2.OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.tracer_provider)
-    try:
-        yield traced
-    finally:
-        instrumentor.uninstrument()
-
-
-@pytest.fixture
-def anthropic_traced(traced: Traced) -> Iterator[Traced]:
-    instrumentor = AnthropicInstrumentor()
-    instrumentor.instrument(tracer_provider=traced.tracer_provider)
-    try:
-        yield traced
-    finally:
-        instrumentor.uninstrument()
 
 
 @pytest.fixture
