@@ -285,6 +285,38 @@ def test_the_same_span_sent_twice_is_stored_and_counted_once(
     assert "spanledger_spans_duplicate 8\n" in metrics  # 3 + 3 + 2 resent copies
 
 
+def test_a_finalized_trace_resent_after_a_restart_is_counted_once_and_a_late_span_joins_it(
+    tmp_path: Path, client: httpx.Client
+) -> None:
+    """After a restart the finalized trace is on disk only: copies of its spans are found
+    there (not stored twice); a span it did not have reopens it and its cost rolls up.
+    gpt-4o-mini late call, 1000 input, 0 output: 1000 * 150e6 = 150e9 femto-$ ($0.00015)."""
+    tr, spans = small_trace()
+    with running(tmp_path) as server:
+        assert post(client, server.http_url, request(spans)).status_code == 200
+        server.pipeline.flush(finalize=True)
+    late = S(
+        tr,
+        span_id(),
+        spans[0].span,
+        "chat gpt-4o-mini",
+        start=21,
+        end=25,
+        attrs=llm("gpt-4o-mini", 1000, 0, provider="openai"),
+    )
+    with running(tmp_path) as server:
+        assert post(client, server.http_url, request(spans)).status_code == 200
+        assert post(client, server.http_url, request([spans[2], late])).status_code == 200
+        server.pipeline.flush(finalize=True)
+        assert totals(client, server) == {"spans": 4, "traces": 1, "cost": "0.00319"}
+        trace = get(client, server.http_url, f"/api/traces/{tr}")
+        assert trace["trace"]["spans"] == 4
+        assert Decimal(trace["trace"]["cost"]) == SMALL_TRACE_COST + Decimal("0.00015")
+        metrics = client.get(f"{server.http_url}/metrics").text
+        assert "spanledger_spans_stored 1\n" in metrics  # the late span only
+        assert "spanledger_spans_duplicate 4\n" in metrics  # 3 resent + 1 in the late request
+
+
 def test_the_same_span_in_concurrent_requests_of_one_group_commit(
     server: Server, client: httpx.Client
 ) -> None:

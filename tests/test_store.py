@@ -1,4 +1,4 @@
-"""DuckDBStore on a real file: idempotent appends, exact money, faithful round trips,
+"""DuckDBStore on a real file: appends, exact money, faithful round trips,
 derived columns and trace rows, and a file that reopens with everything in it."""
 
 from __future__ import annotations
@@ -66,21 +66,51 @@ def priced(
     return PricedSpan(span, Usage(), Cost(None), None, None)
 
 
-def test_append_returns_the_new_count_and_skips_duplicates(store: DuckDBStore) -> None:
-    a, b, c, d = (priced(n, femto=10) for n in range(4))
-    assert store.append([a, b, c]) == 3
-    assert store.append([a, b]) == 0
-    assert store.append([c, d, d]) == 1  # a duplicate inside one batch too
-    assert store.append([]) == 0
-    assert store.totals() == {"spans": 4, "traces": 1, "cost": Decimal(40)}
-    assert [row["span_id"] for row in store.trace_spans(TRACE)] == [sid(n) for n in range(4)]
+def test_stored_span_ids_name_the_stored_spans_of_the_given_traces_only(
+    store: DuckDBStore,
+) -> None:
+    """The pipeline asks this before storing a span of a finalized trace, so a copy sent
+    again later is not stored twice."""
+    other = "0af7651916cd43dd8448eb211c80319c"
+    assert store.append([priced(1), priced(2, femto=10)]) == 2
+    assert store.append([priced(3, trace=other)]) == 1
+    assert store.stored_span_ids([TRACE]) == {(TRACE, sid(1)), (TRACE, sid(2))}
+    assert store.stored_span_ids([TRACE, other]) == {
+        (TRACE, sid(1)),
+        (TRACE, sid(2)),
+        (other, sid(3)),
+    }
+    assert store.stored_span_ids(["f" * 32, "not-hex"]) == set()
+    assert store.stored_span_ids([]) == set()
+    assert store.totals() == {"spans": 3, "traces": 2, "cost": Decimal(10)}
 
 
-def test_the_first_copy_of_a_span_is_the_one_kept(store: DuckDBStore) -> None:
-    assert store.append([priced(1, femto=5, name="first")]) == 1
-    assert store.append([priced(1, femto=999, name="second")]) == 0
-    (row,) = store.trace_spans(TRACE)
-    assert (row["name"], row["cost"]) == ("first", Decimal(5))
+def test_a_ledger_keyed_by_an_earlier_version_keeps_the_first_copy(tmp_path: Path) -> None:
+    """Ledgers written by 0.1.0 have a primary key on the span; appends into them still
+    skip a span already stored instead of failing the batch."""
+    import duckdb
+
+    from spanledger.store.duckdb import SCHEMA
+
+    path = tmp_path / "old.duckdb"
+    keyed = SCHEMA.replace(
+        "ingested_at TIMESTAMP DEFAULT current_timestamp\n",
+        "ingested_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (th, tk, sk)\n",
+    )
+    assert keyed != SCHEMA
+    with duckdb.connect(str(path)) as db:
+        db.execute(keyed)
+    store = DuckDBStore(path)
+    try:
+        assert store.append([priced(1, femto=5, name="first")]) == 1
+        assert store.append([priced(1, femto=999, name="second"), priced(2)]) == 1
+        rows = store.trace_spans(TRACE)
+        assert [(row["name"], row["cost"]) for row in rows] == [
+            ("first", Decimal(5)),
+            ("span 2", Decimal(0)),
+        ]
+    finally:
+        store.close()
 
 
 def test_sums_of_many_tiny_costs_are_exact(tmp_path: Path) -> None:
@@ -256,7 +286,8 @@ def test_the_file_reopens_with_the_data_after_close(tmp_path: Path) -> None:
     reopened = DuckDBStore(db)
     try:
         assert reopened.totals() == {"spans": 2, "traces": 1, "cost": Decimal(42)}
-        assert reopened.append(spans) == 0  # still known: counted once across restarts
+        # still known across restarts: the pipeline will not store these again
+        assert reopened.stored_span_ids([TRACE]) == {(TRACE, sid(0)), (TRACE, sid(1))}
         assert [s.span_id for s in reopened.load_trace(TRACE)] == [sid(0), sid(1)]
         assert reopened.trace_summary(TRACE)["cost"] == 42  # type: ignore[index]
         assert reopened.finalized_among([TRACE]) == {TRACE}

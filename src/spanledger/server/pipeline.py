@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -48,6 +48,7 @@ class _Batch:
 class _OpenTrace:
     trace: Trace
     last_seen: float  # monotonic seconds of the last span
+    has_root: bool = False  # its root span has arrived
 
 
 Listener = Callable[[Sequence[PricedSpan]], None]
@@ -80,7 +81,7 @@ class Pipeline:
         self._queue: deque[_Batch] = deque()
         self._queued_spans = 0
         self._wake = threading.Condition()
-        self._open: dict[str, _OpenTrace] = {}
+        self._open: OrderedDict[str, _OpenTrace] = OrderedDict()  # least recently seen first
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="spanledger-writer", daemon=True)
 
@@ -169,45 +170,86 @@ class Pipeline:
             return
         count = sum(len(batch.records) for batch in batches)
         try:
-            stored, priced = self._commit(batches)
+            priced, reopened = self._commit(batches, set())
         finally:
             with self._wake:
                 self._queued_spans -= count
         if not priced:
             return
-        self.stats.count("spans_stored", stored)
-        self.stats.count("spans_duplicate", len(priced) - stored)
         self._account(priced)
         now = time.monotonic()
         for span in priced:
             self._file(span, now)
+        for trace_id in reopened:
+            # A late span reopened a finalized trace: assemble it with what was stored.
+            trace = self._open[trace_id].trace
+            for stored in self.store.load_trace(trace_id):
+                if stored.span_id not in trace.spans:
+                    self._file(stored, now)
         for listener in self.listeners:
             try:
                 listener(priced)
             except Exception:
                 log.exception("spanledger: a listener failed on %d spans", len(priced))
 
-    def _commit(self, batches: list[_Batch]) -> tuple[int, list[PricedSpan]]:
-        """Store the batches in one transaction and answer them. If that fails, store them
-        one by one, so one unstorable request fails alone, not its neighbours in the group.
-        Duplicates are acknowledged too: OTLP has no "duplicate" answer."""
+    def _commit(
+        self, batches: list[_Batch], committed: set[tuple[str, str]]
+    ) -> tuple[list[PricedSpan], set[str]]:
+        """Store the batches' new spans in one transaction and answer them; give the spans
+        stored and the finalized traces they reopen. If that fails, store the batches one by
+        one, so one unstorable request fails alone, not its neighbours in the group.
+        Copies of stored spans are acknowledged too: OTLP has no "duplicate" answer."""
         try:
-            priced = [self._price(record) for batch in batches for record in batch.records]
+            fresh, reopened = self._fresh(batches, committed)
+            priced = [self._price(record) for record in fresh]
             stored = self.store.append(priced)
         except Exception as error:
             if len(batches) == 1:
                 log.exception("spanledger: storing %d spans failed", len(batches[0].records))
                 batches[0].done.set_exception(error)
-                return 0, []
-            stored, priced = 0, []
+                return [], set()
+            priced, reopened = [], set()
             for batch in batches:
-                one_stored, one_priced = self._commit([batch])
-                stored += one_stored
+                one_priced, one_reopened = self._commit([batch], committed)
                 priced += one_priced
-            return stored, priced
+                reopened |= one_reopened
+            return priced, reopened
+        committed.update((record.trace_id, record.span_id) for record in fresh)
+        received = 0
         for batch in batches:
+            received += len(batch.records)
             batch.done.set_result(len(batch.records))
-        return stored, priced
+        self.stats.count("spans_stored", stored)
+        self.stats.count("spans_duplicate", received - stored)
+        return priced, reopened
+
+    def _fresh(
+        self, batches: list[_Batch], committed: set[tuple[str, str]]
+    ) -> tuple[list[SpanRecord], set[str]]:
+        """The batches' spans that are not stored yet, each once, and the finalized traces
+        they reopen. Open traces hold every stored span of theirs in memory; a span of any
+        other trace is looked up in the store only if that trace was finalized."""
+        seen = set(committed)
+        fresh: list[SpanRecord] = []
+        unopened: set[str] = set()
+        for batch in batches:
+            for record in batch.records:
+                key = (record.trace_id, record.span_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                entry = self._open.get(record.trace_id)
+                if entry is None:
+                    unopened.add(record.trace_id)
+                elif record.span_id in entry.trace.spans:
+                    continue
+                fresh.append(record)
+        reopened = self.store.finalized_among(list(unopened)) if unopened else set()
+        if reopened:
+            stored = self.store.stored_span_ids(list(reopened))
+            fresh = [record for record in fresh if (record.trace_id, record.span_id) not in stored]
+            reopened = {record.trace_id for record in fresh} & reopened
+        return fresh, reopened
 
     def _price(self, record: SpanRecord) -> PricedSpan:
         call = self.book.price_attributes(
@@ -232,38 +274,32 @@ class Pipeline:
         if entry is None:
             trace = Trace(trace_id, dimensions=self.dimensions, loop_threshold=self.loop_threshold)
             entry = self._open[trace_id] = _OpenTrace(trace, now)
+        else:
+            self._open.move_to_end(trace_id)
         entry.trace.add(span)
         entry.last_seen = now
+        if span.record.is_root:
+            entry.has_root = True
 
     def _finalize(self, *, everything: bool = False) -> None:
         """Finalize traces whose root has ended and that saw no span for the idle window:
         store rollups, inherited attribution and flags, and the trace's summary."""
         now = time.monotonic()
-        ready = [
-            trace_id
-            for trace_id, entry in self._open.items()
-            if everything
-            or (
-                now - entry.last_seen >= self.finalize_after
-                and (
-                    entry.trace.root is not None or now - entry.last_seen >= 6 * self.finalize_after
-                )
-            )
-        ]
+        ready: list[str] = []
+        for trace_id, entry in self._open.items():  # least recently seen first
+            idle = now - entry.last_seen
+            if not everything and idle < self.finalize_after:
+                break
+            if everything or entry.has_root or idle >= 6 * self.finalize_after:
+                ready.append(trace_id)
         if not ready:
             return
         derived: list[PricedSpan] = []
         summaries = []
         finalized: list[Trace] = []
-        reopened = self.store.finalized_among(ready)
         for trace_id in ready:
             trace = self._open.pop(trace_id).trace
             finalized.append(trace)
-            if trace_id in reopened:
-                # A late span reopened a finalized trace: assemble it with what was stored.
-                for stored in self.store.load_trace(trace_id):
-                    if stored.span_id not in trace.spans:
-                        trace.add(stored)
             trace.assemble()
             derived.extend(trace.spans.values())
             summaries.append(trace_summary(trace))

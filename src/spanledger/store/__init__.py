@@ -34,8 +34,8 @@ class Store(Protocol):
     many reader threads."""
 
     def append(self, spans: Sequence[PricedSpan]) -> int:
-        """Store spans durably (on disk when this returns); a span already stored,
-        by (trace_id, span_id), is skipped. Returns how many were new."""
+        """Store spans durably (on disk when this returns). The caller passes each span,
+        by (trace_id, span_id), once: see `stored_span_ids`. Returns how many were stored."""
         ...
 
     def update_derived(self, spans: Sequence[PricedSpan]) -> None:
@@ -49,6 +49,10 @@ class Store(Protocol):
 
     def finalized_among(self, trace_ids: Sequence[str]) -> set[str]:
         """Which of these traces were finalized before (a late span reopens them)."""
+        ...
+
+    def stored_span_ids(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(trace_id, span_id) of the stored spans of these traces (to skip copies)."""
         ...
 
     def trace_summary(self, trace_id: str) -> dict[str, Any] | None: ...

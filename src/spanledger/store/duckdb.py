@@ -1,9 +1,12 @@
 """DuckDBStore: the embedded default — one file, one row per span, exact money.
 
 Money is stored as DECIMAL(38,0) femto-dollars (10^-15 USD), so sums are exact in SQL and
-become decimal strings only at the API. Spans are keyed by (trace id, span id): the key
-columns are the low 64 bits of the trace id and the 64-bit span id, both random in W3C
-ids, which keeps the primary-key index small and the insert path fast.
+become decimal strings only at the API. A span is identified by (trace id, span id), held
+as three UBIGINT key columns (`th`, `tk`, `sk`). There is no primary-key index: it cost
+more than half of every insert and grew with the ledger. The pipeline passes each span once
+(it knows the spans of open traces, and asks `stored_span_ids` about finalized ones).
+Finalization updates only rows that are `NOT finalized`, which DuckDB's zone maps find in
+the newest row groups without scanning the ledger.
 """
 
 from __future__ import annotations
@@ -48,8 +51,7 @@ CREATE TABLE IF NOT EXISTS spans (
     agent_path VARCHAR, rollup DECIMAL(38,0), depth INTEGER,
     orphan BOOLEAN, retry BOOLEAN, loop BOOLEAN, finalized BOOLEAN DEFAULT false,
     attributes VARCHAR, resource VARCHAR,  -- JSON text; json_extract() reads it
-    ingested_at TIMESTAMP DEFAULT current_timestamp,
-    PRIMARY KEY (th, tk, sk)
+    ingested_at TIMESTAMP DEFAULT current_timestamp
 );
 CREATE TABLE IF NOT EXISTS traces (
     trace_id VARCHAR PRIMARY KEY,
@@ -108,6 +110,14 @@ def _keys(trace_id: str, span_id: str) -> tuple[int, int, int]:
     return int(trace_id[:16], 16), int(trace_id[16:], 16), int(span_id, 16)
 
 
+def _low(trace_id: str) -> int:
+    """The `tk` column: a filter on it reads one integer column instead of the ids."""
+    try:
+        return int(trace_id[16:], 16)
+    except ValueError:
+        return 0  # not a hex trace id: no stored span has it, whatever `tk` selects
+
+
 def _json(value: Any) -> str:
     if isinstance(value, Mapping) and not isinstance(value, dict):
         value = dict(value)
@@ -147,6 +157,15 @@ class DuckDBStore:
         self._db = duckdb.connect(self.path, read_only=read_only)
         if not read_only:
             self._db.execute(SCHEMA)
+        # A ledger created by 0.1.0 keys `spans` with a primary key; keep inserting into it
+        # the way it expects.
+        keyed = self._db.execute(
+            "SELECT count(*) FROM duckdb_constraints() "
+            "WHERE table_name = 'spans' AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()
+        self._insert = "INSERT INTO spans BY NAME SELECT * FROM batch" + (
+            " ON CONFLICT DO NOTHING" if keyed and keyed[0] else ""
+        )
         self._write = threading.Lock()
 
     # -- writing ---------------------------------------------------------------------------
@@ -156,9 +175,7 @@ class DuckDBStore:
         batch = self._rows(spans)  # noqa: F841 (read by name in SQL)
         with self._write:
             # DuckDB answers an INSERT with the number of rows it inserted.
-            inserted = self._db.execute(
-                "INSERT INTO spans BY NAME SELECT * FROM batch ON CONFLICT DO NOTHING"
-            ).fetchone()
+            inserted = self._db.execute(self._insert).fetchone()
             return int(inserted[0]) if inserted else 0
 
     def _rows(self, spans: Sequence[PricedSpan]) -> pa.Table:
@@ -195,18 +212,22 @@ class DuckDBStore:
                 "loop": pa.array([s.loop for s in spans], pa.bool_()),
             }
         )
+        update = """
+            UPDATE spans SET user_id = d.user_id, department = d.department,
+                tenant = d.tenant, agent = d.agent, conversation = d.conversation,
+                service = d.service, agent_path = d.agent_path, rollup = d.rollup,
+                depth = d.depth, orphan = d.orphan, retry = d.retry, loop = d.loop,
+                finalized = true
+            FROM derived AS d
+            WHERE spans.th = d.th AND spans.tk = d.tk AND spans.sk = d.sk
+        """
         with self._write:
-            self._db.execute(
-                """
-                UPDATE spans SET user_id = d.user_id, department = d.department,
-                    tenant = d.tenant, agent = d.agent, conversation = d.conversation,
-                    service = d.service, agent_path = d.agent_path, rollup = d.rollup,
-                    depth = d.depth, orphan = d.orphan, retry = d.retry, loop = d.loop,
-                    finalized = true
-                FROM derived AS d
-                WHERE spans.th = d.th AND spans.tk = d.tk AND spans.sk = d.sk
-                """
-            )
+            # New spans are `NOT finalized`: in the newest row groups, which zone maps find
+            # without reading the rest (3 ms instead of 200 ms at 10 million spans). Only a
+            # trace reopened by a late span has older rows to update as well.
+            updated = self._db.execute(update + " AND NOT spans.finalized").fetchone()
+            if updated is None or updated[0] < len(spans):
+                self._db.execute(update)
 
     def save_traces(self, summaries: Sequence[dict[str, Any]]) -> None:
         """Insert or replace finalized traces' summary rows."""
@@ -218,16 +239,35 @@ class DuckDBStore:
 
     # -- reading ---------------------------------------------------------------------------
     def finalized_among(self, trace_ids: Sequence[str]) -> set[str]:
-        """Which of these traces were finalized before (one query for a whole round)."""
+        """Which of these traces were finalized before. An IN list of constants is looked
+        up in the primary-key index (3 ms for 200 ids among 500,000 traces; a join would
+        scan the table)."""
+        found: set[str] = set()
+        ids = list(trace_ids)
+        cursor = self._read()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = cursor.execute(
+                f"SELECT trace_id FROM traces WHERE trace_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update(row[0] for row in rows)
+        return found
+
+    def stored_span_ids(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """(trace id, span id) of every stored span of these traces (for late spans)."""
         if not trace_ids:
             return set()
-        ids = pa.table({"trace_id": pa.array(list(trace_ids), pa.string())})  # noqa: F841
+        low = [_low(trace_id) for trace_id in trace_ids]
         rows = (
             self._read()
-            .execute("SELECT trace_id FROM traces SEMI JOIN ids USING (trace_id)")
+            .execute(
+                "SELECT trace_id, span_id FROM spans WHERE tk = ANY(?) AND trace_id = ANY(?)",
+                [low, list(trace_ids)],
+            )
             .fetchall()
         )
-        return {row[0] for row in rows}
+        return {(trace_id, span_id) for trace_id, span_id in rows}
 
     def unfinalized_traces(self) -> list[str]:
         """Traces with stored spans that were never finalized (the last run ended first)."""
@@ -243,9 +283,9 @@ class DuckDBStore:
         rows = (
             self._read()
             .execute(
-                f"SELECT {', '.join(_LOAD_FIELDS)} FROM spans WHERE trace_id = ? "
+                f"SELECT {', '.join(_LOAD_FIELDS)} FROM spans WHERE tk = ? AND trace_id = ? "
                 "ORDER BY start_time, span_id",
-                [trace_id],
+                [_low(trace_id), trace_id],
             )
             .fetchall()
         )
@@ -253,9 +293,9 @@ class DuckDBStore:
 
     def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
         cursor = self._read().execute(
-            "SELECT * EXCLUDE (th, tk, sk) FROM spans WHERE trace_id = ? "
+            "SELECT * EXCLUDE (th, tk, sk) FROM spans WHERE tk = ? AND trace_id = ? "
             "ORDER BY start_time, span_id",
-            [trace_id],
+            [_low(trace_id), trace_id],
         )
         return _dicts(cursor)
 
