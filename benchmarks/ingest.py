@@ -76,6 +76,7 @@ from spanledger.conventions import DEFAULT_DIMENSIONS
 from spanledger.pricing import PriceBook
 from spanledger.server.otlp import decode_protobuf
 from spanledger.server.pipeline import Pipeline, _Batch
+from spanledger.spans import SpanRecord
 from spanledger.store.duckdb import DuckDBStore
 from spanledger.traces import Dimensions
 
@@ -732,18 +733,14 @@ class PySpy:
 # What the writer thread spends its time on. Each sample goes to the first of these frames
 # found walking its stack from the innermost frame out, so the parts add up to 100%.
 WRITER_PARTS = {
-    "store.append: INSERT ... ON CONFLICT (in DuckDB)": "DuckDBStore.append (",
-    "store.append: json.dumps of attributes + resource": "_json (",
-    "store.append: failed imports in untyped pa.array()": "_find_and_load (",
-    "store.append: pa.array() per column": "DuckDBStore._rows.<locals>.<dictcomp> (",
-    "store.append: _row() tuples": "DuckDBStore._rows (",
-    "store.append: SELECT count(*) before and after": "DuckDBStore._count (",
-    "price (Pipeline._price)": "Pipeline._price (",
+    "store.write: INSERT (in DuckDB)": "DuckDBStore.write (",
+    "dedupe: stored_span_ids / finalized_among": "Pipeline._fresh (",
     "file spans into open traces (Pipeline._file)": "Pipeline._file (",
     "finalize: store.update_derived (UPDATE)": "DuckDBStore.update_derived (",
     "finalize: store.save_traces": "DuckDBStore.save_traces (",
     "finalize: Trace.assemble (rollups, flags)": "Trace.assemble (",
     "finalize: the rest": "Pipeline._finalize (",
+    "listeners (alerts, forwarding)": "Pipeline._store (",
     "waiting for work": "Condition.wait (",
 }
 
@@ -780,18 +777,25 @@ def summarize_py_spy(raw: str) -> dict[str, Any]:
 
 # -- profile: the server's work in this process, without HTTP --------------------------------
 def replay_pipeline(bodies: Sequence[bytes], db: Path) -> tuple[Pipeline, Callable[[], None]]:
-    """The writer's steps, run synchronously in this thread: one commit per request body,
-    then the finalization of every open trace (as at shutdown)."""
+    """The server's steps, run synchronously in this thread: per request body what a
+    receiver does (decode, price, encode) and one commit; then the finalization of every
+    open trace (as at shutdown)."""
     store = DuckDBStore(db)
     book = PriceBook.from_files([], use_defaults=True)
     pipeline = Pipeline(store, book, dimensions=Dimensions(dict(DEFAULT_DIMENSIONS)))
 
     def run() -> None:
         for body in bodies:
-            pipeline._store([_Batch(decode_protobuf(body))])  # what the writer thread does
+            pipeline._store([receive(pipeline, decode_protobuf(body))])
         pipeline._finalize(everything=True)
 
     return pipeline, run
+
+
+def receive(pipeline: Pipeline, records: Sequence[SpanRecord]) -> _Batch:
+    """What `Pipeline.submit` does on the receiver's thread, without queueing."""
+    spans = [pipeline._price(record) for record in records]
+    return _Batch(spans, pipeline.store.encode(spans))
 
 
 def profile(bodies: Sequence[bytes], spans: int, workdir: Path, top: int) -> dict[str, Any]:
@@ -801,16 +805,14 @@ def profile(bodies: Sequence[bytes], spans: int, workdir: Path, top: int) -> dic
     store = pipeline.store
     timers = {
         "decode_protobuf": None,
-        "price (PriceBook.price_attributes)": (pipeline, "_price"),
-        "store.append: build Arrow table (_rows)": (store, "_rows"),
-        "store.append: SELECT count(*) before and after": (store, "_count"),
-        "store.append (total: _rows + INSERT)": (store, "append"),
-        "file spans into open traces (_file)": (pipeline, "_file"),
-        "finalize: store.trace_summary lookups": (store, "trace_summary"),
-        "finalize: store.finalized_among": (store, "finalized_among"),
-        "finalize: store.update_derived (UPDATE)": (store, "update_derived"),
-        "finalize: store.save_traces": (store, "save_traces"),
-        "finalize (total)": (pipeline, "_finalize"),
+        "receiver: price (PriceBook.price_attributes)": (pipeline, "_price"),
+        "receiver: encode as Arrow rows (store.encode)": (store, "encode"),
+        "writer: skip copies (_fresh)": (pipeline, "_fresh"),
+        "writer: store.write (INSERT)": (store, "write"),
+        "writer: file spans into open traces (_file)": (pipeline, "_file"),
+        "writer: finalize: store.update_derived (UPDATE)": (store, "update_derived"),
+        "writer: finalize: store.save_traces": (store, "save_traces"),
+        "writer: finalize (total)": (pipeline, "_finalize"),
     }
     for label, target in timers.items():
         if target is None or not hasattr(*target):  # the pipeline's internals move on
@@ -834,7 +836,7 @@ def profile(bodies: Sequence[bytes], spans: int, workdir: Path, top: int) -> dic
             t0 = time.perf_counter()
             records = decode_protobuf(body)
             t_decode += time.perf_counter() - t0
-            pipeline._store([_Batch(records)])
+            pipeline._store([receive(pipeline, records)])
         pipeline._finalize(everything=True)
 
     t0 = time.perf_counter()

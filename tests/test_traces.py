@@ -278,3 +278,41 @@ def test_rollup_in_any_arrival_order_equals_sum_of_self_costs(
     reference = TraceAssembler(book())
     reference.add(records)
     assert reference.trace(TRACE).cost == trace.cost
+
+
+# --- attribution keys: the indexed lookup against the rule as written ---------------------
+
+_DIMENSION_KEYS = {
+    "user": ("user.id", "enduser.id", "team"),
+    "department": ("team", "department"),  # one key under two dimensions
+    "service": ("service.name",),
+}
+_KEYS = sorted({key for keys in _DIMENSION_KEYS.values() for key in keys} | {"other"})
+_VALUES = st.one_of(st.none(), st.sampled_from(["", "a", "b"]), st.integers(0, 3))
+
+
+def _by_the_rule(keys: dict[str, tuple[str, ...]], record: SpanRecord) -> dict[str, str]:
+    """For each dimension, its keys in order; for each key the span's attribute, then its
+    resource's; the first non-empty value wins."""
+    found: dict[str, str] = {}
+    for dimension, names in keys.items():
+        for name in names:
+            value = record.attributes.get(name)
+            if value is None:
+                value = record.resource.get(name)
+            if value is not None and value != "":
+                found[dimension] = str(value)
+                break
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attributes=st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=6),
+    resource=st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=6),
+)
+def test_dimensions_pick_what_the_rule_picks(attributes: dict, resource: dict) -> None:
+    record = SpanRecord("1" * 32, "2" * 16, attributes=attributes, resource=resource)
+    expected = _by_the_rule(_DIMENSION_KEYS, record)
+    assert Dimensions(_DIMENSION_KEYS).of(record) == expected
+    assert list(Dimensions(_DIMENSION_KEYS).of(record)) == list(expected)  # same order

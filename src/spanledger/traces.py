@@ -77,21 +77,35 @@ class Loop:
 
 @dataclass(frozen=True, slots=True)
 class Dimensions:
-    """Which attribute keys name each attribution dimension (first present wins)."""
+    """Which attribute keys name each attribution dimension: the first key with a value
+    wins, the span's attribute before its resource's."""
 
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: c.DEFAULT_DIMENSIONS)
+    # key -> [(dimension, rank of the key in it)], to read only the keys a span has
+    _index: dict[str, list[tuple[str, int]]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[tuple[str, int]]] = {}
+        for dimension, keys in self.keys.items():
+            for rank, key in enumerate(keys):
+                index.setdefault(key, []).append((dimension, rank))
+        object.__setattr__(self, "_index", index)
 
     def of(self, record: SpanRecord) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for dimension, keys in self.keys.items():
-            for key in keys:
-                value = record.attributes.get(key)
-                if value is None:
-                    value = record.resource.get(key)
-                if value is not None and value != "":
-                    found[dimension] = str(value)
-                    break
-        return found
+        index, attributes, resource = self._index, record.attributes, record.resource
+        best: dict[str, tuple[int, str]] = {}  # dimension -> (rank, value)
+        for source in (attributes, resource):
+            for key in index.keys() & source.keys():
+                value = source[key]
+                if source is resource and attributes.get(key) is not None:
+                    continue  # the span's own attribute decides, even an empty one
+                if value is None or value == "":
+                    continue
+                for dimension, rank in index[key]:
+                    held = best.get(dimension)
+                    if held is None or rank < held[0]:
+                        best[dimension] = (rank, str(value))
+        return {dimension: best[dimension][1] for dimension in self.keys if dimension in best}
 
 
 class Trace:

@@ -102,7 +102,7 @@ def create_app(
         if rejected:
             stats.count("spans_rejected", len(rejected))
         try:
-            done = pipeline.submit(records)
+            done = await run_in_threadpool(pipeline.submit, records)  # prices and encodes
         except Backpressure as full:
             return _otlp_error(
                 encoding, 429, str(full), headers={"Retry-After": str(int(full.retry_after) or 1)}

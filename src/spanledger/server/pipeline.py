@@ -1,11 +1,12 @@
 """Ingest pipeline: decoded spans -> priced -> stored durably -> traces finalized.
 
-One writer thread owns pricing, trace assembly and the store. Receivers (HTTP, gRPC) hand
-it batches through a bounded queue and wait for the batch's future: it resolves only
-after the spans are committed to the store, so an acknowledged span is on disk. A full
-queue is refused at once (`Backpressure`), never buffered without bound. The writer
-commits whatever has queued up in one transaction (group commit), which is what makes
-per-request durability affordable.
+Receivers (HTTP, gRPC) price and encode their own batch on their own thread (`submit`),
+then hand it to the one writer thread through a bounded queue and wait for the batch's
+future: it resolves only after the spans are committed to the store, so an acknowledged
+span is on disk. A full queue is refused at once (`Backpressure`), never buffered without
+bound. The writer owns trace assembly and the store: it commits whatever has queued up in
+one transaction (group commit), which is what makes per-request durability affordable,
+and finalizes idle traces in rounds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Backpressure(Exception):
 
 @dataclass
 class _Batch:
-    records: Sequence[SpanRecord]
+    spans: Sequence[PricedSpan]
+    encoded: Any = None  # the spans in the store's row format
     finalize_all: bool = False  # a barrier: finalize every open trace once stored
     done: Future[int] = field(default_factory=Future)
 
@@ -83,6 +85,7 @@ class Pipeline:
         self._wake = threading.Condition()
         self._open: OrderedDict[str, _OpenTrace] = OrderedDict()  # least recently seen first
         self._stopping = False
+        self._finalized_at = 0.0  # monotonic time of the last finalization round
         self._thread = threading.Thread(target=self._run, name="spanledger-writer", daemon=True)
 
     # -- receivers' side -------------------------------------------------------------------
@@ -96,21 +99,28 @@ class Pipeline:
         self._thread.start()
 
     def submit(self, records: Sequence[SpanRecord]) -> Future[int]:
-        """Queue a batch; the future gives the number of new spans once they are durable."""
-        batch = _Batch(records)
+        """Price and encode a batch on this thread, then queue it; the future gives the
+        number of spans received once they are durable."""
         if not records:
-            batch.done.set_result(0)
-            return batch.done
+            done: Future[int] = Future()
+            done.set_result(0)
+            return done
+        self._admit(len(records))  # refuse before pricing what cannot be queued
+        spans = [self._price(record) for record in records]
+        batch = _Batch(spans, self.store.encode(spans))
         with self._wake:
-            if self._stopping:
-                raise Backpressure(retry_after=5.0)
-            if self._queued_spans + len(records) > self.max_queued_spans and self._queue:
-                self.stats.count("spans_throttled", len(records))
-                raise Backpressure(retry_after=1.0)
+            self._admit(len(records))
             self._queue.append(batch)
             self._queued_spans += len(records)
             self._wake.notify()
         return batch.done
+
+    def _admit(self, count: int) -> None:
+        if self._stopping:
+            raise Backpressure(retry_after=5.0)
+        if self._queued_spans + count > self.max_queued_spans and self._queue:
+            self.stats.count("spans_throttled", count)
+            raise Backpressure(retry_after=1.0)
 
     @property
     def queued_spans(self) -> int:
@@ -154,43 +164,48 @@ class Pipeline:
             if batches:
                 self._store(batches)
             everything = any(batch.finalize_all for batch in batches) or stopping
-            try:
-                self._finalize(everything=everything)
-            except Exception:
-                log.exception("spanledger: finalizing traces failed; will retry")
+            now = time.monotonic()
+            # Finalize in rounds, not after every commit: a round's fixed cost in the store
+            # (a few statements) is then shared by many traces.
+            if everything or now - self._finalized_at >= min(1.0, self.finalize_after / 4):
+                self._finalized_at = now
+                try:
+                    self._finalize(everything=everything)
+                except Exception:
+                    log.exception("spanledger: finalizing traces failed; will retry")
             for batch in batches:
-                if not batch.records and not batch.done.done():
+                if not batch.spans and not batch.done.done():
                     batch.done.set_result(0)  # a barrier: everything before it is done
             if stopping and not self._queue:
                 return
 
     def _store(self, batches: list[_Batch]) -> None:
-        batches = [batch for batch in batches if batch.records]
+        batches = [batch for batch in batches if batch.spans]
         if not batches:
             return
-        count = sum(len(batch.records) for batch in batches)
+        count = sum(len(batch.spans) for batch in batches)
         try:
-            priced, reopened = self._commit(batches, set())
+            stored, reopened = self._commit(batches, set())
         finally:
             with self._wake:
                 self._queued_spans -= count
-        if not priced:
+        if not stored:
             return
-        self._account(priced)
+        self._account(stored)
         now = time.monotonic()
-        for span in priced:
+        for span in stored:
             self._file(span, now)
         for trace_id in reopened:
             # A late span reopened a finalized trace: assemble it with what was stored.
             trace = self._open[trace_id].trace
-            for stored in self.store.load_trace(trace_id):
-                if stored.span_id not in trace.spans:
-                    self._file(stored, now)
+            for old in self.store.load_trace(trace_id):
+                if old.span_id not in trace.spans:
+                    self._file(old, now)
         for listener in self.listeners:
             try:
-                listener(priced)
+                listener(stored)
             except Exception:
-                log.exception("spanledger: a listener failed on %d spans", len(priced))
+                log.exception("spanledger: a listener failed on %d spans", len(stored))
 
     def _commit(
         self, batches: list[_Batch], committed: set[tuple[str, str]]
@@ -201,54 +216,63 @@ class Pipeline:
         Copies of stored spans are acknowledged too: OTLP has no "duplicate" answer."""
         try:
             fresh, reopened = self._fresh(batches, committed)
-            priced = [self._price(record) for record in fresh]
-            stored = self.store.append(priced)
+            encoded = [
+                batch.encoded if len(spans) == len(batch.spans) else self.store.encode(spans)
+                for batch, spans in zip(batches, fresh, strict=True)
+            ]
+            written = self.store.write(encoded)
         except Exception as error:
             if len(batches) == 1:
-                log.exception("spanledger: storing %d spans failed", len(batches[0].records))
+                log.exception("spanledger: storing %d spans failed", len(batches[0].spans))
                 batches[0].done.set_exception(error)
                 return [], set()
-            priced, reopened = [], set()
+            stored, reopened = [], set()
             for batch in batches:
-                one_priced, one_reopened = self._commit([batch], committed)
-                priced += one_priced
+                one_stored, one_reopened = self._commit([batch], committed)
+                stored += one_stored
                 reopened |= one_reopened
-            return priced, reopened
-        committed.update((record.trace_id, record.span_id) for record in fresh)
+            return stored, reopened
+        stored = [span for spans in fresh for span in spans]
+        committed.update((span.record.trace_id, span.span_id) for span in stored)
         received = 0
         for batch in batches:
-            received += len(batch.records)
-            batch.done.set_result(len(batch.records))
-        self.stats.count("spans_stored", stored)
-        self.stats.count("spans_duplicate", received - stored)
-        return priced, reopened
+            received += len(batch.spans)
+            batch.done.set_result(len(batch.spans))
+        self.stats.count("spans_stored", written)
+        self.stats.count("spans_duplicate", received - written)
+        return stored, reopened
 
     def _fresh(
         self, batches: list[_Batch], committed: set[tuple[str, str]]
-    ) -> tuple[list[SpanRecord], set[str]]:
-        """The batches' spans that are not stored yet, each once, and the finalized traces
+    ) -> tuple[list[list[PricedSpan]], set[str]]:
+        """Each batch's spans that are not stored yet, each once, and the finalized traces
         they reopen. Open traces hold every stored span of theirs in memory; a span of any
         other trace is looked up in the store only if that trace was finalized."""
         seen = set(committed)
-        fresh: list[SpanRecord] = []
+        fresh: list[list[PricedSpan]] = []
         unopened: set[str] = set()
         for batch in batches:
-            for record in batch.records:
-                key = (record.trace_id, record.span_id)
+            new: list[PricedSpan] = []
+            for span in batch.spans:
+                key = (span.record.trace_id, span.span_id)
                 if key in seen:
                     continue
                 seen.add(key)
-                entry = self._open.get(record.trace_id)
+                entry = self._open.get(key[0])
                 if entry is None:
-                    unopened.add(record.trace_id)
-                elif record.span_id in entry.trace.spans:
+                    unopened.add(key[0])
+                elif key[1] in entry.trace.spans:
                     continue
-                fresh.append(record)
+                new.append(span)
+            fresh.append(new)
         reopened = self.store.finalized_among(list(unopened)) if unopened else set()
         if reopened:
             stored = self.store.stored_span_ids(list(reopened))
-            fresh = [record for record in fresh if (record.trace_id, record.span_id) not in stored]
-            reopened = {record.trace_id for record in fresh} & reopened
+            fresh = [
+                [span for span in new if (span.record.trace_id, span.span_id) not in stored]
+                for new in fresh
+            ]
+            reopened &= {span.record.trace_id for new in fresh for span in new}
         return fresh, reopened
 
     def _price(self, record: SpanRecord) -> PricedSpan:

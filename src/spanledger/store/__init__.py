@@ -38,6 +38,15 @@ class Store(Protocol):
         by (trace_id, span_id), once: see `stored_span_ids`. Returns how many were stored."""
         ...
 
+    def encode(self, spans: Sequence[PricedSpan]) -> Any:
+        """The spans in the store's own row format, for `write`. Safe on any thread: the
+        receivers encode, so the single writer only writes."""
+        ...
+
+    def write(self, batches: Sequence[Any]) -> int:
+        """`append` for spans already encoded: every batch in one transaction."""
+        ...
+
     def update_derived(self, spans: Sequence[PricedSpan]) -> None:
         """Record what assembly derived for stored spans: rollup, inherited attribution,
         agent path, retry and loop flags."""
