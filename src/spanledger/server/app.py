@@ -9,8 +9,6 @@ the bearer token when one is set.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import logging
 import re
 import zlib
@@ -24,11 +22,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from spanledger.pricing.money import femto_from_usd, usd_str
-from spanledger.server.api import BadQuery, bearer_check, parse_time
+from spanledger.pricing.money import femto_from_usd
+from spanledger.server.api import BadQuery, JSONResponse, bearer_check, jsonable, parse_time
 from spanledger.server.dashboard import dashboard_routes
 from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf, export_response
 from spanledger.server.pipeline import Backpressure, Pipeline
@@ -42,14 +40,6 @@ log = logging.getLogger("spanledger.server")
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_MONEY_COLUMNS = frozenset(
-    {
-        "cost", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output",
-        "saved_by_cache", "reported", "rollup", "retry_overhead", "loop_cost",
-    }
-)  # fmt: skip
-
-
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -145,7 +135,7 @@ def create_app(
                 return JSONResponse({"error": str(problem)}, status_code=400)
             if result is None:
                 return JSONResponse({"error": "not found"}, status_code=404)
-            return JSONResponse(_jsonable(result))
+            return JSONResponse(jsonable(result))
 
         return endpoint
 
@@ -165,7 +155,7 @@ def create_app(
     def costs(request: Request) -> Any:
         group_by = [g for g in request.query_params.get("group_by", "").split(",") if g.strip()]
         try:
-            rows = store.costs([g.strip() for g in group_by], _filter(request))
+            rows = store.costs([g.strip() for g in group_by], _filter(request), usd=True)
         except ValueError as problem:
             raise BadQuery(str(problem)) from None
         return {"group_by": group_by, "rows": rows, "totals": store.totals()}
@@ -269,20 +259,3 @@ def _filter(request: Request) -> TraceFilter:
         min_cost_femto=min_femto,
         limit=limit,
     )
-
-
-def _jsonable(value: Any, key: str | None = None) -> Any:
-    """API JSON: money as exact decimal strings, times as ISO 8601 UTC."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if key in _MONEY_COLUMNS and value is not None:
-        return usd_str(int(value))
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
-    if key in ("attributes", "resource") and isinstance(value, str):
-        return json.loads(value)
-    return value

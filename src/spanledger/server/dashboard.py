@@ -23,7 +23,6 @@ the filtered total, a decimal string rounded to 4 places.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -33,12 +32,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from spanledger.pricing.money import femto_from_usd, usd_str
-from spanledger.server.api import BadQuery, bearer_check, parse_time
+from spanledger.pricing.money import femto_from_usd
+from spanledger.server.api import BadQuery, JSONResponse, bearer_check, jsonable, parse_time
 from spanledger.server.pipeline import Pipeline
 from spanledger.store import DIMENSIONS, TraceFilter
 
@@ -60,7 +59,6 @@ MAX_BUCKETS = 2000
 AUTO_BUCKETS = 360
 """`step=auto` picks the finest step that keeps the series at most this long."""
 
-_MONEY = frozenset({"cost", "saved_by_cache", "retry_overhead", "loop_cost", "reported", "rollup"})
 _TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 # The page loads only its own files; data never becomes markup, and this would stop an
 # injected script or inline handler even if it did.
@@ -90,7 +88,7 @@ def dashboard_routes(pipeline: Pipeline, *, token: str | None = None) -> list[Ba
                 result = await run_in_threadpool(handler, request)
             except BadQuery as problem:
                 return JSONResponse({"error": str(problem)}, status_code=400)
-            return JSONResponse(_jsonable(result), headers={"Cache-Control": "no-store"})
+            return JSONResponse(jsonable(result), headers={"Cache-Control": "no-store"})
 
         return endpoint
 
@@ -287,22 +285,3 @@ def _share(part: int, total: int) -> str:
     if total <= 0:
         return "0"
     return format((Decimal(part) / Decimal(total)).quantize(Decimal("0.0001"), ROUND_HALF_EVEN))
-
-
-def _jsonable(value: Any, key: str | None = None) -> Any:
-    """Money as exact decimal strings, times as ISO 8601 UTC, JSON columns parsed."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v, k) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if key is not None and (key in _MONEY or key.startswith("cost_")) and value is not None:
-        return usd_str(int(value))
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else format(value, "f")
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.isoformat() + "Z"
-    if key in ("attributes", "resource") and isinstance(value, str):
-        return json.loads(value)
-    return value

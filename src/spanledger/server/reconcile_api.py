@@ -27,7 +27,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from spanledger.pricing import RateSheetError
@@ -35,7 +35,7 @@ from spanledger.reports import reconcile as rc
 from spanledger.reports import reprice as rp
 from spanledger.reports.bills import BillError, parse_bill
 from spanledger.reports.source import from_db, iso, to_json
-from spanledger.server.api import bearer_check
+from spanledger.server.api import JSONResponse, bearer_check
 from spanledger.server.pipeline import Pipeline
 from spanledger.store import TraceFilter
 

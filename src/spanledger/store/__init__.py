@@ -78,7 +78,12 @@ class Store(Protocol):
 
     def trace_spans(self, trace_id: str) -> list[dict[str, Any]]: ...
 
-    def costs(self, group_by: Sequence[str], query: TraceFilter) -> list[dict[str, Any]]: ...
+    def costs(
+        self, group_by: Sequence[str], query: TraceFilter, *, usd: bool = False
+    ) -> list[dict[str, Any]]:
+        """Spend, savings, retry overhead, calls and tokens per group, most expensive first;
+        money in femto-dollars, or with `usd` as exact dollar strings (for JSON)."""
+        ...
 
     def unpriced(self, query: TraceFilter) -> list[dict[str, Any]]: ...
 

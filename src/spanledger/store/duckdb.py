@@ -111,6 +111,22 @@ def _keys(trace_id: str, span_id: str) -> tuple[int, int, int]:
     return int(trace_id[:16], 16), int(trace_id[16:], 16), int(span_id, 16)
 
 
+def _femto_sql(amount: str) -> str:
+    return f"coalesce({amount}, 0)::DECIMAL(38,0)"
+
+
+def _usd_sql(amount: str) -> str:
+    """SQL for femto-dollars as the exact dollar string `usd_str` writes ("0.00024", "12",
+    "-3.5"): DuckDB formats 38,000 rows in a few ms, Python's Decimal in ~100 ms."""
+    femto = f"coalesce({amount}, 0)::HUGEINT"
+    digits = (
+        f"format('{{}}.{{:015d}}', abs({femto}) // 1000000000000000, "
+        f"(abs({femto}) % 1000000000000000)::BIGINT)"
+    )
+    sign = f"CASE WHEN {femto} < 0 THEN '-' ELSE '' END"
+    return f"({sign} || rtrim(rtrim({digits}, '0'), '.'))"
+
+
 def _low(trace_id: str) -> int:
     """The `tk` column: a filter on it reads one integer column instead of the ids."""
     try:
@@ -338,7 +354,9 @@ class DuckDBStore:
         sql += " ORDER BY start_time DESC, trace_id LIMIT ?"
         return _dicts(self._read().execute(sql, [*params, query.limit]))
 
-    def costs(self, group_by: Sequence[str], query: TraceFilter) -> list[dict[str, Any]]:
+    def costs(
+        self, group_by: Sequence[str], query: TraceFilter, *, usd: bool = False
+    ) -> list[dict[str, Any]]:
         unknown = [name for name in group_by if name not in _COLUMN]
         if unknown:
             raise ValueError(
@@ -353,12 +371,12 @@ class DuckDBStore:
             where.append("model = ?")
             params.append(query.model)
         keys = [f"{_COLUMN[name]} AS {name}" for name in group_by]
+        money = _usd_sql if usd else _femto_sql
         sql = f"""
             SELECT {", ".join([*keys, ""])}
-                coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost,
-                coalesce(sum(saved_by_cache), 0)::DECIMAL(38,0) AS saved_by_cache,
-                coalesce(sum(CASE WHEN retry THEN rollup ELSE 0 END), 0)::DECIMAL(38,0)
-                    AS retry_overhead,
+                {money("sum(cost)")} AS cost,
+                {money("sum(saved_by_cache)")} AS saved_by_cache,
+                {money("sum(CASE WHEN retry THEN rollup ELSE 0 END)")} AS retry_overhead,
                 count(*) AS calls,
                 count(*) FILTER (WHERE price_status = 'unpriced') AS unpriced_calls,
                 coalesce(sum(input_uncached::HUGEINT + cache_read
@@ -367,7 +385,7 @@ class DuckDBStore:
                 coalesce(sum(output), 0) AS output_tokens
             FROM spans WHERE {" AND ".join(where)}
             {"GROUP BY ALL" if group_by else ""}
-            ORDER BY cost DESC
+            ORDER BY sum(cost) DESC NULLS LAST
         """
         return _dicts(self._read().execute(sql, params))
 
@@ -386,10 +404,18 @@ class DuckDBStore:
         return _dicts(self._read().execute(sql, params))
 
     def totals(self) -> dict[str, Any]:
+        # Traces: the finalized ones are counted in `traces` (a row each), the open ones
+        # from their `NOT finalized` spans (the newest row groups): no DISTINCT over every
+        # span id of the ledger.
         row = _dicts(
             self._read().execute(
-                """SELECT count(*) AS spans, count(DISTINCT trace_id) AS traces,
-                   coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost FROM spans"""
+                """SELECT count(*) AS spans,
+                       (SELECT count(*) FROM traces)
+                       + (SELECT count(DISTINCT trace_id) FROM spans
+                          WHERE NOT finalized AND trace_id NOT IN (SELECT trace_id FROM traces))
+                       AS traces,
+                       coalesce(sum(cost), 0)::DECIMAL(38,0) AS cost
+                   FROM spans"""
             )
         )
         return row[0]
