@@ -496,33 +496,44 @@ def in_process(path: Path) -> list[Timing]:
                 lambda: cursor().execute(sql, params).fetchall(),
             ),
         ]
-        json_timing = api_encoding(store, month)
-        if json_timing is not None:
-            timings.append(json_timing)
+        timings += api_encoding(store, month)
         return timings
     finally:
         store.close()
 
 
-def api_encoding(store: DuckDBStore, month: TraceFilter) -> Timing | None:
-    """The API's own work on the costs answer: money to decimal strings, then JSON."""
-    try:
-        from starlette.responses import JSONResponse
+def api_encoding(store: DuckDBStore, month: TraceFilter) -> list[Timing]:
+    """What `/api/costs` does in the server's thread: the query with money made dollar
+    strings by DuckDB (`usd=True`), the totals, then its JSON encoding."""
+    from spanledger.server.api import JSONResponse, jsonable
 
-        from spanledger.server.app import _jsonable
-    except ImportError:  # the API's internals moved: skip this part of the breakdown
-        return None
-    answer = {
-        "group_by": ["user", "model"],
-        "rows": store.costs(["user", "model"], month),
-        "totals": store.totals(),
-    }
-    return measure(
-        "api_encode_costs",
-        "  the API encoding its answer (_jsonable + JSON)",
-        lambda: JSONResponse(_jsonable(answer)).body,
-        lambda body: (len(answer["rows"]), len(body)),
-    )
+    def answer() -> dict[str, Any]:
+        return {
+            "group_by": ["user", "model"],
+            "rows": store.costs(["user", "model"], month, usd=True),
+            "totals": jsonable(store.totals()),
+        }
+
+    ready = answer()
+    return [
+        measure(
+            "store_costs_usd",
+            '  DuckDBStore.costs(["user", "model"], month, usd=True)',
+            lambda: store.costs(["user", "model"], month, usd=True),
+        ),
+        measure(
+            "api_encode_costs",
+            "  the API encoding its answer (orjson)",
+            lambda: JSONResponse(ready).body,
+            lambda body: (len(ready["rows"]), len(body)),
+        ),
+        measure(
+            "api_costs_in_process",
+            "  the whole answer in-process (query, totals, encoding)",
+            lambda: JSONResponse(answer()).body,
+            lambda body: (len(ready["rows"]), len(body)),
+        ),
+    ]
 
 
 def machine_busy_s() -> float:
