@@ -487,3 +487,68 @@ def test_one_span_with_huge_counts_does_not_break_the_reports(tmp_path: Path) ->
     # Asserted only once the server is closed: a 500 makes uvicorn log a traceback from its
     # thread, and CPython 3.11's traceback formatting (ast.parse) must not race pytest's.
     assert statuses == [200, 200]
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json"])
+def test_span_kinds_and_status_codes_outside_otlp_are_stored_as_unspecified(
+    server: Server, client: httpx.Client, encoding: str
+) -> None:
+    """Protobuf enums are open: a kind of 300 or a status code of 99 decode fine, and used
+    to fail the whole batch in the store. Now such a span is kept as unspecified/unset,
+    with its cost: house-llm, 1000 in / 100 out = 2e12 + 0.8e12 = 2.8e12 femto-$."""
+    tr, odd, normal = trace_id(), span_id(), span_id()
+    spans = [
+        S(tr, odd, name="odd", attrs=llm("house-llm", 1000, 100)),
+        S(tr, normal, odd, name="normal", status=2),
+    ]
+    if encoding == "json":
+        document = json.loads(json_request(spans))
+        wire = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        wire[0]["kind"], wire[0]["status"] = 70_000, {"code": -1}
+        response = post(client, server.http_url, json.dumps(document).encode(), content_type=JSON)
+    else:
+        pb = [span.pb() for span in spans]
+        pb[0].kind, pb[0].status.code = 300, 99  # type: ignore[assignment]
+        response = post(client, server.http_url, request(pb))
+    assert response.status_code == 200
+    server.pipeline.flush()
+    stored = {
+        row["name"]: row for row in get(client, server.http_url, f"/api/traces/{tr}")["spans"]
+    }
+    assert (stored["odd"]["kind"], stored["odd"]["status_code"]) == (0, 0)
+    assert stored["odd"]["cost"] == "0.0028"
+    assert stored["normal"]["status_code"] == 2
+
+
+def test_a_span_the_store_cannot_take_is_rejected_alone(tmp_path: Path) -> None:
+    """If encoding a batch fails on a span nothing foresaw, that span is answered as
+    rejected (partial success, with its reason) and the rest of the batch is stored."""
+    from spanledger.pricing import PriceBook
+    from spanledger.server.pipeline import Pipeline
+    from spanledger.spans import SpanRecord
+    from spanledger.store.duckdb import DuckDBStore
+
+    class Picky(DuckDBStore):
+        def encode(self, spans: Any) -> Any:
+            if any(span.record.name == "poison" for span in spans):
+                raise ValueError("cannot encode poison")
+            return super().encode(spans)
+
+    store = Picky(tmp_path / "ledger.duckdb")
+    pipeline = Pipeline(store, PriceBook.from_files([], use_defaults=True))
+    pipeline.start()
+    try:
+        tr = trace_id()
+        records = [
+            SpanRecord(tr, span_id(), name=name, start_ns=T0, end_ns=T0 + MS)
+            for name in ("good", "poison", "also good")
+        ]
+        rejected: list[str] = []
+        assert pipeline.submit(records, rejected).result(30) == 2
+        assert len(rejected) == 1
+        assert records[1].span_id in rejected[0] and "cannot encode poison" in rejected[0]
+        pipeline.flush(finalize=True)
+        assert sorted(span.record.name for span in store.load_trace(tr)) == ["also good", "good"]
+    finally:
+        pipeline.stop()
+        store.close()

@@ -89,14 +89,15 @@ def create_app(
         except (OtlpDecodeError, _BodyError) as problem:
             return refuse(encoding, 400, str(problem))
         stats.count("spans_received", len(records) + len(rejected))
-        if rejected:
-            stats.count("spans_rejected", len(rejected))
+        undecodable = len(rejected)
+        stats.count("spans_rejected", undecodable)
         try:
-            done = await run_in_threadpool(pipeline.submit, records)  # prices and encodes
+            done = await run_in_threadpool(pipeline.submit, records, rejected)  # prices, encodes
         except Backpressure as full:
             return _otlp_error(
                 encoding, 429, str(full), headers={"Retry-After": str(int(full.retry_after) or 1)}
             )
+        stats.count("spans_rejected", len(rejected) - undecodable)
         try:
             await asyncio.wrap_future(done)
         except Exception as error:  # the store failed: the client must retry

@@ -75,12 +75,13 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):
             stats.count("requests_rejected")
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem))
         stats.count("spans_received", len(records) + len(rejected))
-        if rejected:
-            stats.count("spans_rejected", len(rejected))
+        undecodable = len(rejected)
+        stats.count("spans_rejected", undecodable)
         try:
-            done = self.pipeline.submit(records)
+            done = self.pipeline.submit(records, rejected)
         except Backpressure as full:
             _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(full), full.retry_after)
+        stats.count("spans_rejected", len(rejected) - undecodable)
         remaining = context.time_remaining()
         wait = STORE_WAIT_SECONDS if remaining is None else max(0.0, remaining)
         try:

@@ -92,7 +92,8 @@ def decode_protobuf(data: bytes, rejected: list[str] | None = None) -> list[Span
     """Spans of one binary `ExportTraceServiceRequest` (OTLP/HTTP protobuf or gRPC body).
 
     With `rejected`, spans with unusable ids are skipped and their reasons appended to it
-    (partial success); without it, the first one raises `OtlpDecodeError`."""
+    (partial success); without it, the first one raises `OtlpDecodeError`. A span kind or
+    status code outside OTLP's enums is read as unspecified (unset): the span is kept."""
     try:
         request = ExportTraceServiceRequest.FromString(data)
     except DecodeError as error:
@@ -141,6 +142,7 @@ def decode_message(
                     rejected.append(problem)
                     continue
                 status = span.status
+                kind, code = span.kind, status.code
                 parent_id = "" if not parent or parent == _ZERO_SPAN_ID else parent.hex()
                 append(
                     SpanRecord(
@@ -150,9 +152,9 @@ def decode_message(
                         name=span.name,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
-                        status_code=status.code,
+                        status_code=code if 0 <= code < len(_STATUS_CODES) else 0,
                         status_message=status.message,
-                        kind=span.kind,
+                        kind=kind if 0 <= kind < len(_SPAN_KINDS) else 0,
                         attributes=_pb_attributes(span.attributes),
                         resource=resource,
                         scope=scope,
@@ -590,7 +592,7 @@ def _json_enum(value: Any, field: str, names: dict[str, int]) -> int:
     if value is None:
         return 0
     if type(value) is int:
-        return value
+        return value if 0 <= value < len(names) else 0  # not an OTLP value: unspecified
     if type(value) is str and value in names:
         return names[value]
     raise _Bad(f"{field} must be an integer enum value, got {value!r}")

@@ -98,22 +98,48 @@ class Pipeline:
                 self._file(span, now)
         self._thread.start()
 
-    def submit(self, records: Sequence[SpanRecord]) -> Future[int]:
+    def submit(
+        self, records: Sequence[SpanRecord], rejected: list[str] | None = None
+    ) -> Future[int]:
         """Price and encode a batch on this thread, then queue it; the future gives the
-        number of spans received once they are durable."""
-        if not records:
+        number of spans accepted once they are durable. A span that cannot be priced or
+        stored is left out with its reason appended to `rejected` (partial success)."""
+        if records:
+            self._admit(len(records))  # refuse before pricing what cannot be queued
+        try:
+            spans = [self._price(record) for record in records]
+            encoded = self.store.encode(spans)
+        except Exception:  # a span nothing foresaw: find it, keep the others
+            log.exception("spanledger: a batch of %d spans could not be encoded", len(records))
+            spans, encoded = self._prepare_one_by_one(records, rejected)
+        if not spans:
             done: Future[int] = Future()
             done.set_result(0)
             return done
-        self._admit(len(records))  # refuse before pricing what cannot be queued
-        spans = [self._price(record) for record in records]
-        batch = _Batch(spans, self.store.encode(spans))
+        batch = _Batch(spans, encoded)
         with self._wake:
             self._admit(len(records))
             self._queue.append(batch)
             self._queued_spans += len(records)
             self._wake.notify()
         return batch.done
+
+    def _prepare_one_by_one(
+        self, records: Sequence[SpanRecord], rejected: list[str] | None
+    ) -> tuple[list[PricedSpan], Any]:
+        spans: list[PricedSpan] = []
+        for record in records:
+            try:
+                span = self._price(record)
+                self.store.encode([span])
+            except Exception as error:
+                problem = f"span {record.span_id} of trace {record.trace_id}: not storable: {error}"
+                if rejected is not None:
+                    rejected.append(problem)
+                log.warning("spanledger: %s", problem)
+                continue
+            spans.append(span)
+        return spans, self.store.encode(spans)
 
     def _admit(self, count: int) -> None:
         if self._stopping:
