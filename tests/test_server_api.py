@@ -494,6 +494,50 @@ def test_costs_bad_group_by_is_400_naming_the_choices(
 # --- /api/unpriced and /metrics ----------------------------------------------------------
 
 
+# --- /api/spans -------------------------------------------------------------------------
+
+
+def test_spans_page_through_every_llm_span_once_in_start_order(
+    server: Server, client: httpx.Client
+) -> None:
+    """7 LLM spans (a1, r1, f, g; b1, b2; c): pages of 2 give them all, in the order of
+    one big page, and `next` is null on the last page. The tool and agent spans are not
+    LLM calls. Costs as derived above: a1 240e9 = $0.00024, c 60e9 = $0.00006."""
+    whole = api(client, server, "/api/spans", limit=100)
+    assert whole["total"] == 7 and whole["next"] is None
+    ids = [span["span_id"] for span in whole["spans"]]
+    assert sorted(ids) == sorted([A1, A_R1, A_FAIL, A_RETRY, B1, B2, C_ROOT])
+    starts = [span["start_time"] for span in whole["spans"]]
+    assert starts == sorted(starts)
+
+    paged: list[str] = []
+    params: dict[str, Any] = {"limit": 2}
+    pages = 0
+    while True:
+        page = api(client, server, "/api/spans", **params)
+        pages += 1
+        assert ("total" in page) == (pages == 1)
+        paged += [span["span_id"] for span in page["spans"]]
+        if page["next"] is None:
+            break
+        params["after"] = page["next"]
+    assert (pages, paged) == (4, ids)
+
+    by_id = {span["span_id"]: span for span in whole["spans"]}
+    assert (by_id[A1]["cost"], by_id[C_ROOT]["cost"]) == ("0.00024", "0.00006")
+    assert by_id[B2]["price_status"] == "unpriced"
+    assert by_id[A1]["user_id"] == "alice"
+
+
+def test_spans_in_a_time_window_and_bad_cursors(server: Server, client: httpx.Client) -> None:
+    day_two = api(client, server, "/api/spans", **{"from": "2026-11-03"})
+    assert {span["span_id"] for span in day_two["spans"]} == {B1, B2, C_ROOT}
+    for bad in ("x", "1.2.3", f"12.{TRACE_A}.nothex!!", f"-5.{TRACE_A}.{A1}"):
+        response = client.get(f"{server.http_url}/api/spans", params={"after": bad})
+        assert response.status_code == 400, bad
+        assert "cursor" in response.json()["error"]
+
+
 def test_unpriced_lists_the_unknown_model_with_its_token_volume(
     server: Server, client: httpx.Client
 ) -> None:

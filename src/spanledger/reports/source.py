@@ -26,37 +26,14 @@ from typing import Any, Protocol
 import duckdb
 
 from spanledger.pricing.money import femto_from_usd, usd_str
-from spanledger.store import TraceFilter
+from spanledger.store import MONEY_COLUMNS, TraceFilter
 from spanledger.store.duckdb import DuckDBStore
 
-# The columns the API sends as decimal dollar strings (server/app.py) and the store as
-# DECIMAL(38,0) femto-dollars.
-MONEY_COLUMNS = frozenset(
-    {
-        "cost", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output",
-        "saved_by_cache", "reported", "rollup", "retry_overhead", "loop_cost",
-    }
-)  # fmt: skip
 TIME_COLUMNS = frozenset({"start_time", "end_time", "finalized_at", "ingested_at", "last_seen"})
-
-# What the FOCUS export and span-level reports need of an LLM span, in this order.
-SPAN_FIELDS = (
-    "trace_id", "span_id", "parent_span_id", "name", "start_time", "end_time", "status_code",
-    "provider", "model", "operation", "tool",
-    "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
-    "response_cached", "price_status", "price_model", "price_source", "price_reason",
-    "cache_status", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output", "cost",
-    "saved_by_cache", "reported",
-    "user_id", "department", "tenant", "agent", "conversation", "service", "agent_path",
-    "rollup", "retry", "loop",
-)  # fmt: skip
 
 Progress = Callable[[int, int], None]
 """Called as work advances with (done, total)."""
 
-# A trace is listed by its start; the URL source also looks this far before `--from` for
-# traces whose later spans fall inside the window.
-TRACE_LOOKBACK = dt.timedelta(days=1)
 _PAGE = 10_000  # the API's largest `limit`
 
 
@@ -90,8 +67,8 @@ class LedgerSource(Protocol):
         end: dt.datetime | None,
         progress: Progress | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every LLM span (price status set) started in the window, with `SPAN_FIELDS`,
-        ordered by start time, trace id and span id."""
+        """Every LLM span (price status set) started in the window, with the store's
+        `SPAN_FIELDS`, ordered by start time, trace id and span id, a page at a time."""
         ...
 
     def ledger_daily(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
@@ -194,36 +171,20 @@ class DuckDBSource:
         end: dt.datetime | None,
         progress: Progress | None = None,
     ) -> Iterator[dict[str, Any]]:
-        where = ["price_status IS NOT NULL"]
-        params: list[Any] = []
-        if start is not None:
-            where.append("start_time >= ?")
-            params.append(_naive_utc(start))
-        if end is not None:
-            where.append("start_time < ?")
-            params.append(_naive_utc(end))
-        condition = " AND ".join(where)
-        (total,) = self._query(f"SELECT count(*) FROM spans WHERE {condition}", params)[0]
-        cursor = self._store._read()
-        try:
-            cursor.execute(
-                f"SELECT {', '.join(SPAN_FIELDS)} FROM spans WHERE {condition} "
-                "ORDER BY start_time, trace_id, span_id",
-                params,
+        query = TraceFilter(start=start, end=end)
+        total = self._guard(lambda: self._store.llm_span_count(query))
+        after, done = None, 0
+        while True:
+            page, after = self._guard(
+                lambda after=after: self._store.llm_spans(query, after, _PAGE)  # type: ignore[misc]
             )
-            done = 0
-            while batch := cursor.fetchmany(10_000):
-                for row in batch:
-                    yield from_db(dict(zip(SPAN_FIELDS, row, strict=True)))
-                done += len(batch)
-                if progress is not None:
-                    progress(done, total)
-        except duckdb.Error as error:
-            raise LedgerError(f"{self.description}: {error}") from None
-        finally:
-            cursor.close()
-        if progress is not None and not total:
-            progress(0, 0)
+            for row in page:
+                yield from_db(row)
+            done += len(page)
+            if progress is not None:
+                progress(done, total)
+            if after is None:
+                break
 
     def close(self) -> None:
         store = getattr(self, "_store", None)
@@ -316,36 +277,20 @@ class HttpSource:
         end: dt.datetime | None,
         progress: Progress | None = None,
     ) -> Iterator[dict[str, Any]]:
-        # The API lists finalized traces (by start, newest first) and serves each trace's
-        # spans; there is no flat span listing. Page backwards through the traces by start
-        # time, then keep the LLM spans that started inside the window.
-        lower = start - TRACE_LOOKBACK if start is not None else None
-        upper = end
-        trace_ids: dict[str, None] = {}
+        params: dict[str, str | None] = {**_window_params(start, end), "limit": str(_PAGE)}
+        total, done = 0, 0
         while True:
-            page = self._api(
-                "/api/traces", {**_window_params(lower, upper), "limit": str(_PAGE)}
-            ).get("traces", [])
-            fresh = [t["trace_id"] for t in page if t["trace_id"] not in trace_ids]
-            trace_ids.update(dict.fromkeys(fresh))
-            if len(page) < _PAGE or not fresh:
-                break
-            oldest = min(_parse_time(t["start_time"]) for t in page if t.get("start_time"))
-            upper = oldest + dt.timedelta(microseconds=1)  # `to` is exclusive; dedupe above
-        spans: list[dict[str, Any]] = []
-        total = len(trace_ids)
-        for done, trace_id in enumerate(trace_ids, 1):
-            found = self.trace(trace_id)
-            for span in found["spans"] if found else ():
-                if span.get("price_status") is None or not _inside(span["start_time"], start, end):
-                    continue
-                spans.append({name: span.get(name) for name in SPAN_FIELDS})
+            page = self._api("/api/spans", params)
+            total = page.get("total", total)
+            spans = page.get("spans", [])
+            for span in spans:
+                yield from_api(span)
+            done += len(spans)
             if progress is not None:
                 progress(done, total)
-        if progress is not None and not total:
-            progress(0, 0)
-        spans.sort(key=lambda span: (span["start_time"], span["trace_id"], span["span_id"]))
-        yield from spans
+            if not page.get("next"):
+                break
+            params["after"] = page["next"]
 
     def _api(self, path: str, params: Mapping[str, str | None]) -> dict[str, Any]:
         try:
@@ -432,16 +377,8 @@ def _parse_time(text: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _naive_utc(moment: dt.datetime) -> dt.datetime:
-    return moment.astimezone(dt.UTC).replace(tzinfo=None)
-
-
 def _window_params(start: dt.datetime | None, end: dt.datetime | None) -> dict[str, str | None]:
     return {
         "from": iso(start) if start is not None else None,
         "to": iso(end) if end is not None else None,
     }
-
-
-def _inside(moment: dt.datetime, start: dt.datetime | None, end: dt.datetime | None) -> bool:
-    return (start is None or moment >= start) and (end is None or moment < end)

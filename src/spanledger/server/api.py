@@ -16,11 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from spanledger.pricing.money import usd_str
-
-# Columns that hold femto-dollars in the store and dollars in every answer (and `cost_*`).
-MONEY_COLUMNS = frozenset(
-    {"cost", "saved_by_cache", "retry_overhead", "loop_cost", "reported", "rollup"}
-)
+from spanledger.store import MONEY_COLUMNS
 
 
 class JSONResponse(Response):
@@ -46,7 +42,7 @@ def jsonable(value: Any, key: str | None = None) -> Any:
         return {k: jsonable(v, k) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
-    if key is not None and (key in MONEY_COLUMNS or key.startswith("cost_")):
+    if key in MONEY_COLUMNS:
         if value is None or isinstance(value, str):  # None, or dollars already
             return value
         return usd_str(int(value))

@@ -31,7 +31,7 @@ from spanledger.server.dashboard import dashboard_routes
 from spanledger.server.otlp import OtlpDecodeError, decode_json, decode_protobuf, export_response
 from spanledger.server.pipeline import Backpressure, Pipeline
 from spanledger.server.reconcile_api import reconcile_routes
-from spanledger.store import DIMENSIONS, TraceFilter
+from spanledger.store import DIMENSIONS, SpanCursor, TraceFilter
 
 if TYPE_CHECKING:
     from spanledger.server.alerts import AlertEngine
@@ -41,6 +41,7 @@ log = logging.getLogger("spanledger.server")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def create_app(
@@ -166,6 +167,16 @@ def create_app(
         totals = jsonable(store.totals())
         return JSONResponse({"group_by": group_by, "rows": rows, "totals": totals})
 
+    def llm_spans(request: Request) -> Any:
+        """A page of LLM spans in start order; `next` is the `after` of the next page."""
+        query = _filter(request, default_limit=1_000)
+        after = _span_cursor(request.query_params.get("after"))
+        spans, following = store.llm_spans(query, after, query.limit)
+        answer: dict[str, Any] = {"spans": spans, "next": _cursor_text(following)}
+        if after is None:
+            answer["total"] = store.llm_span_count(query)
+        return answer
+
     def unpriced(request: Request) -> Any:
         return {"models": store.unpriced(_filter(request))}
 
@@ -182,6 +193,7 @@ def create_app(
         Route("/api/traces", api(list_traces)),
         Route("/api/traces/{trace_id}", api(get_trace)),
         Route("/api/costs", api(costs)),
+        Route("/api/spans", api(llm_spans)),
         Route("/api/unpriced", api(unpriced)),
         Route("/api/alerts", api(list_alerts)),
         *dashboard_routes(pipeline, token=token),
@@ -240,12 +252,31 @@ def _otlp_error(
 _GRPC_CODE = {400: 3, 401: 16, 413: 3, 415: 3, 429: 8, 503: 14}
 
 
-def _filter(request: Request) -> TraceFilter:
+def _span_cursor(text: str | None) -> SpanCursor | None:
+    """`after=<start ns>.<trace id>.<span id>`, as an answer's `next` gave it."""
+    if not text:
+        return None
+    parts = text.split(".")
+    if (
+        len(parts) != 3
+        or not parts[0].isdigit()
+        or not _TRACE_ID.fullmatch(parts[1])
+        or not _SPAN_ID.fullmatch(parts[2])
+    ):
+        raise BadQuery(f"after={text!r} is not a cursor from a previous page's `next`")
+    return int(parts[0]), parts[1], parts[2]
+
+
+def _cursor_text(cursor: SpanCursor | None) -> str | None:
+    return None if cursor is None else ".".join(str(part) for part in cursor)
+
+
+def _filter(request: Request, default_limit: int = 100) -> TraceFilter:
     params = request.query_params
     dimensions = {name: params[name] for name in DIMENSIONS if params.get(name)}
     min_cost = params.get("min_cost")
     try:
-        limit = int(params.get("limit", "100"))
+        limit = int(params.get("limit", str(default_limit)))
     except ValueError:
         raise BadQuery("limit must be a whole number") from None
     if not 1 <= limit <= 10_000:

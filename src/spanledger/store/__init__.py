@@ -16,6 +16,30 @@ from spanledger.traces import PricedSpan
 DIMENSIONS = ("user", "department", "tenant", "agent", "conversation", "service")
 GROUPABLE = (*DIMENSIONS, "model", "provider", "day", "hour", "price_status", "agent_path")
 
+# Columns (of spans, traces and the reports over them) that hold money: femto-dollars in
+# the store, exact dollar strings in every JSON answer.
+MONEY_COLUMNS = frozenset(
+    {
+        "cost", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output",
+        "saved_by_cache", "reported", "rollup", "retry_overhead", "loop_cost",
+    }
+)  # fmt: skip
+
+# What `llm_spans` gives of an LLM span (the FOCUS export and span-level reports), in order.
+SPAN_FIELDS = (
+    "trace_id", "span_id", "parent_span_id", "name", "start_time", "end_time", "status_code",
+    "provider", "model", "operation", "tool",
+    "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
+    "response_cached", "price_status", "price_model", "price_source", "price_reason",
+    "cache_status", "cost_input", "cost_cache_read", "cost_cache_write", "cost_output", "cost",
+    "saved_by_cache", "reported",
+    "user_id", "department", "tenant", "agent", "conversation", "service", "agent_path",
+    "rollup", "retry", "loop",
+)  # fmt: skip
+
+SpanCursor = tuple[int, str, str]
+"""Where a page of `llm_spans` ended: (start time in ns since the epoch, trace id, span id)."""
+
 
 @dataclass(frozen=True)
 class TraceFilter:
@@ -86,6 +110,18 @@ class Store(Protocol):
         ...
 
     def unpriced(self, query: TraceFilter) -> list[dict[str, Any]]: ...
+
+    def llm_spans(
+        self, query: TraceFilter, after: SpanCursor | None = None, limit: int = 10_000
+    ) -> tuple[list[dict[str, Any]], SpanCursor | None]:
+        """A page of LLM spans (price status set) started in the filter's time range, with
+        `SPAN_FIELDS`, ordered by (start time, trace id, span id), from just after `after`;
+        and the cursor of the next page (None on the last one)."""
+        ...
+
+    def llm_span_count(self, query: TraceFilter) -> int:
+        """How many spans `llm_spans` pages through for this filter."""
+        ...
 
     def totals(self) -> dict[str, Any]: ...
 

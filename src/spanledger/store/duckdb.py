@@ -26,7 +26,7 @@ import pyarrow as pa
 from spanledger import conventions as c
 from spanledger.pricing import Cost
 from spanledger.spans import SpanRecord
-from spanledger.store import GROUPABLE, TraceFilter
+from spanledger.store import GROUPABLE, SPAN_FIELDS, SpanCursor, TraceFilter
 from spanledger.traces import PricedSpan
 from spanledger.usage import Usage
 
@@ -402,6 +402,40 @@ class DuckDBStore:
             GROUP BY ALL ORDER BY spans DESC
         """
         return _dicts(self._read().execute(sql, params))
+
+    def llm_spans(
+        self, query: TraceFilter, after: SpanCursor | None = None, limit: int = 10_000
+    ) -> tuple[list[dict[str, Any]], SpanCursor | None]:
+        where, params = _time_filter(query)
+        where.append("price_status IS NOT NULL")
+        if after is not None:  # keyset paging: no OFFSET scan, stable under inserts
+            where.append("(start_time, trace_id, span_id) > (make_timestamp_ns(?), ?, ?)")
+            params.extend(after)
+        cursor = self._read().execute(
+            f"SELECT {', '.join(SPAN_FIELDS)}, epoch_ns(start_time) AS _start_ns "
+            f"FROM spans WHERE {' AND '.join(where)} "
+            "ORDER BY start_time, trace_id, span_id LIMIT ?",
+            [*params, limit],
+        )
+        rows = _dicts(cursor)
+        if len(rows) < limit or not rows:
+            following = None
+        else:
+            last = rows[-1]
+            following = (int(last["_start_ns"]), last["trace_id"], last["span_id"])
+        for row in rows:
+            del row["_start_ns"]
+        return rows, following
+
+    def llm_span_count(self, query: TraceFilter) -> int:
+        where, params = _time_filter(query)
+        where.append("price_status IS NOT NULL")
+        row = (
+            self._read()
+            .execute(f"SELECT count(*) FROM spans WHERE {' AND '.join(where)}", params)
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
 
     def totals(self) -> dict[str, Any]:
         # Traces: the finalized ones are counted in `traces` (a row each), the open ones
