@@ -549,6 +549,7 @@ def test_a_span_the_store_cannot_take_is_rejected_alone(tmp_path: Path) -> None:
         assert records[1].span_id in rejected[0] and "cannot encode poison" in rejected[0]
         pipeline.flush(finalize=True)
         assert sorted(span.record.name for span in store.load_trace(tr)) == ["also good", "good"]
+        assert pipeline.queued_spans == 0  # what was queued is what was stored
     finally:
         pipeline.stop()
         store.close()

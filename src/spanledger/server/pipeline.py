@@ -118,9 +118,9 @@ class Pipeline:
             return done
         batch = _Batch(spans, encoded)
         with self._wake:
-            self._admit(len(records))
+            self._admit(len(spans))
             self._queue.append(batch)
-            self._queued_spans += len(records)
+            self._queued_spans += len(spans)
             self._wake.notify()
         return batch.done
 

@@ -198,10 +198,8 @@ class DuckDBStore:
         """The spans as rows of the `spans` table (an Arrow table). Receivers call this on
         their own threads, so the writer only writes."""
         resources: dict[int, str] = {}  # a batch's spans share a few resource dicts
-        rows = (_row(span, resources) for span in spans)
-        columns = zip(*rows, strict=True)  # rows -> columns, in C
-        if not spans:
-            columns = iter([()] * len(_ROW_FIELDS))
+        rows = [_row(span, resources) for span in spans]
+        columns = zip(*rows, strict=True) if rows else [()] * len(_ROW_FIELDS)  # in C
         return pa.table(
             {
                 name: pa.array(values, _ARROW_TYPES[name])
