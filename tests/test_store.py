@@ -352,3 +352,19 @@ def test_dollar_strings_made_in_sql_are_the_ones_python_makes(amounts: list[int]
             for row in db.execute(f"SELECT {_usd_sql('amount')} FROM amounts_table").fetchall()
         ]
     assert got == [usd_str(amount) for amount in amounts]
+
+
+def test_memory_limit_bounds_duckdb_and_a_bad_one_is_refused_at_start(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from spanledger.server.config import ServeConfig
+
+    store = DuckDBStore(tmp_path / "ledger.duckdb", memory_limit="256MB")
+    try:
+        (limit,) = store._read().execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit == "244.1 MiB"  # 256 * 10^6 bytes
+    finally:
+        store.close()
+    assert ServeConfig.model_validate({"db_memory_limit": "2GB"}).db_memory_limit == "2GB"
+    with pytest.raises(ValidationError, match="db_memory_limit"):
+        ServeConfig.model_validate({"db_memory_limit": "lots"})

@@ -2,6 +2,7 @@
 
 ```yaml
 db: spanledger.duckdb
+db_memory_limit: 2GB                     # DuckDB's buffer memory (default: 80% of the RAM)
 http: {host: 127.0.0.1, port: 4318, max_body_bytes: 16777216}
 grpc: {host: 127.0.0.1, port: 4317, enabled: true}  # enabled: false turns gRPC off
 token: s3cret                            # bearer token for OTLP and the API
@@ -185,6 +186,9 @@ class Alerts(_Strict):
 
 class ServeConfig(_Strict):
     db: str = "spanledger.duckdb"
+    db_memory_limit: str | None = Field(
+        default=None, pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*$"
+    )
     http: HttpListener = HttpListener()
     grpc: GrpcListener = GrpcListener()
     token: str | None = None

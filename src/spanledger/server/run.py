@@ -46,7 +46,7 @@ class Server:
     @classmethod
     def build(cls, config: ServeConfig) -> Server:
         book = PriceBook.from_files(config.rates, use_defaults=config.use_default_prices)
-        store = DuckDBStore(config.db)
+        store = DuckDBStore(config.db, memory_limit=config.db_memory_limit)
         keys = {name: tuple(keys) for name, keys in (config.attribution or {}).items()}
         dimensions = Dimensions({**DEFAULT_DIMENSIONS, **keys})
         stats = Stats()

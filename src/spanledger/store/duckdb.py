@@ -173,10 +173,18 @@ def _text(value: Any) -> str | None:
 class DuckDBStore:
     """`Store` on one DuckDB file. One writer connection; readers get their own cursor."""
 
-    def __init__(self, path: str | Path = "spanledger.duckdb", *, read_only: bool = False) -> None:
-        """Open (and create) a ledger file; `read_only` for reports beside no writer."""
+    def __init__(
+        self,
+        path: str | Path = "spanledger.duckdb",
+        *,
+        read_only: bool = False,
+        memory_limit: str | None = None,
+    ) -> None:
+        """Open (and create) a ledger file; `read_only` for reports beside no writer;
+        `memory_limit` ("2GB", "50%") bounds DuckDB's buffers (default: 80% of the RAM)."""
         self.path = str(path)
-        self._db = duckdb.connect(self.path, read_only=read_only)
+        config = {"memory_limit": memory_limit} if memory_limit else {}
+        self._db = duckdb.connect(self.path, read_only=read_only, config=config)
         if not read_only:
             self._db.execute(SCHEMA)
         # A ledger created by 0.1.0 keys `spans` with a primary key; keep inserting into it
