@@ -55,6 +55,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from spanledger.spans import SpanRecord
 
+try:  # the compiled fast path (server/_wire.c), built by `pip install`
+    from spanledger.server import _wire
+except ImportError:  # pragma: no cover - a source tree without the build step
+    _wire = None
+
 __all__ = [
     "OtlpDecodeError",
     "decode_json",
@@ -102,6 +107,12 @@ def decode_protobuf(data: bytes, rejected: list[str] | None = None) -> list[Span
         ) from None
     except TypeError:
         raise OtlpDecodeError(f"expected bytes, got {type(data).__name__}") from None
+    if _wire is not None:
+        # upb has validated the body (wire format, UTF-8); the C reader builds the same
+        # records ~10x faster, or answers None for what only the Python path handles.
+        records = _wire.decode(data, SpanRecord)
+        if records is not None:
+            return records
     return decode_message(request, rejected)
 
 

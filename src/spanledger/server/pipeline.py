@@ -22,6 +22,7 @@ from typing import Any
 
 from spanledger.pricing import PriceBook
 from spanledger.pricing.money import Femto
+from spanledger.server.finalized import BUCKETS, FinalizedFilter
 from spanledger.server.stats import Stats
 from spanledger.spans import SpanRecord
 from spanledger.store import Store
@@ -86,12 +87,14 @@ class Pipeline:
         self._open: OrderedDict[str, _OpenTrace] = OrderedDict()  # least recently seen first
         self._stopping = False
         self._finalized_at = 0.0  # monotonic time of the last finalization round
+        self._finalized = FinalizedFilter()  # filled by start()
         self._thread = threading.Thread(target=self._run, name="spanledger-writer", daemon=True)
 
     # -- receivers' side -------------------------------------------------------------------
     def start(self) -> None:
         """Start the writer, first reopening traces a previous run stored but did not get
         to finalize (it stopped or crashed within their idle window)."""
+        self._finalized = FinalizedFilter(self.store.finalized_buckets(BUCKETS), BUCKETS)
         now = time.monotonic()
         for trace_id in self.store.unfinalized_traces():
             for span in self.store.load_trace(trace_id):
@@ -291,7 +294,8 @@ class Pipeline:
                     continue
                 new.append(span)
             fresh.append(new)
-        reopened = self.store.finalized_among(list(unopened)) if unopened else set()
+        maybe = [trace_id for trace_id in unopened if trace_id in self._finalized]
+        reopened = self.store.finalized_among(maybe) if maybe else set()
         if reopened:
             stored = self.store.stored_span_ids(list(reopened))
             fresh = [
@@ -349,6 +353,7 @@ class Pipeline:
         finalized: list[Trace] = []
         for trace_id in ready:
             trace = self._open.pop(trace_id).trace
+            self._finalized.add(trace_id)
             finalized.append(trace)
             trace.assemble()
             derived.extend(trace.spans.values())

@@ -84,6 +84,11 @@ class Store(Protocol):
         """Which of these traces were finalized before (a late span reopens them)."""
         ...
 
+    def finalized_buckets(self, size: int) -> list[int]:
+        """For each finalized trace, the low 64 bits of its id modulo `size` (a power of
+        two): lets the pipeline skip `finalized_among` for traces never finalized."""
+        ...
+
     def stored_span_ids(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
         """(trace_id, span_id) of the stored spans of these traces (to skip copies)."""
         ...

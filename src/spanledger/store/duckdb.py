@@ -291,6 +291,15 @@ class DuckDBStore:
             found.update(row[0] for row in rows)
         return found
 
+    def finalized_buckets(self, size: int) -> list[int]:
+        """The bucket (low 64 bits of the trace id, mod `size`, a power of two) of every
+        finalized trace, for the pipeline's `FinalizedFilter`: read from the one integer
+        column `tk`, so 10 million spans take a few tens of ms."""
+        rows = self._read().execute(
+            "SELECT DISTINCT tk & ? FROM spans WHERE finalized", [size - 1]
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def stored_span_ids(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
         """(trace id, span id) of every stored span of these traces (for late spans)."""
         if not trace_ids:
