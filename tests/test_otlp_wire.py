@@ -146,8 +146,10 @@ def test_spans_of_one_resource_share_one_dict() -> None:
 
 def test_short_strings_are_interned_like_the_python_path() -> None:
     request = ExportTraceServiceRequest()
-    span = request.resource_spans.add().scope_spans.add().spans.add(
-        trace_id=b"\x01" * 16, span_id=b"\x02" * 8
+    span = (
+        request.resource_spans.add()
+        .scope_spans.add()
+        .spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
     )
     span.attributes.add(key="model", value=AnyValue(string_value="gpt-" + "4o"))
     (record,) = _wire.decode(request.SerializeToString(), SpanRecord)
@@ -235,7 +237,9 @@ def test_arbitrary_bytes_never_crash_it(data: bytes) -> None:
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests(), st.data())
-def test_cut_or_flipped_bodies_never_crash_it(request: ExportTraceServiceRequest, data: Any) -> None:
+def test_cut_or_flipped_bodies_never_crash_it(
+    request: ExportTraceServiceRequest, data: Any
+) -> None:
     body = bytearray(request.SerializeToString())
     if body:
         index = data.draw(st.integers(0, len(body) - 1))

@@ -154,7 +154,14 @@ DIALECTS: tuple[Dialect, ...] = (
     ),
 )
 
-_SIGNATURES = tuple((dialect, dialect.signature) for dialect in DIALECTS)
+# (dialect, its signature keys as a tuple): `key in attrs` over two or three keys is
+# cheaper than `signature.isdisjoint(attrs)`, which walks every attribute of the span.
+_SIGNATURES = tuple(
+    (dialect, tuple(dict.fromkeys(dialect.input + dialect.output + dialect.total)))
+    for dialect in DIALECTS
+)
+# Every key whose presence makes some dialect apply: a span without any has no usage.
+SIGNATURE_KEYS: frozenset[str] = frozenset().union(*(d.signature for d in DIALECTS))
 
 # Provider names as instrumentations write them -> genai-prices provider ids.
 PROVIDER_ALIASES: dict[str, str] = {
@@ -214,8 +221,13 @@ def provider_of(attrs: Mapping[str, Any]) -> str | None:
     """The span's provider, as a genai-prices id where we know the alias."""
     for key in PROVIDER_KEYS:
         value = attrs.get(key)
-        if isinstance(value, str) and value.strip():
-            name = value.strip().lower()
+        if not isinstance(value, str):
+            continue
+        known = PROVIDER_ALIASES.get(value)  # the common case: a name exactly as listed
+        if known is not None:
+            return known
+        name = value.strip().lower()
+        if name:
             if name in PROVIDER_ALIASES:
                 return PROVIDER_ALIASES[name]
             # Vercel writes "<provider>.<api>", e.g. "anthropic.messages".
@@ -227,8 +239,10 @@ def provider_of(attrs: Mapping[str, Any]) -> str | None:
 def model_of(attrs: Mapping[str, Any]) -> str | None:
     for key in MODEL_KEYS:
         value = attrs.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+        if isinstance(value, str):
+            value = value.strip()
+            if value:
+                return value
     return None
 
 
@@ -236,13 +250,10 @@ class _Invalid(Exception):
     """A token count that no bill could contain."""
 
 
-_MISSING = object()
-
-
 def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
     for key in keys:
-        value = attrs.get(key, _MISSING)
-        if value is not _MISSING:
+        if key in attrs:  # cheaper than get(key, default) for the many absent keys
+            value = attrs[key]
             if type(value) is int and value >= 0:  # the common case, checked first
                 return value
             return _as_count(key, value)
@@ -283,11 +294,11 @@ def _truthy(value: Any) -> bool:
     return value is True or value == 1
 
 
-def _marked(dialect: Dialect, attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> bool:
-    if dialect.marker is None:
-        return True
-    key, expected = dialect.marker
-    value = attrs.get(key, resource.get(key))
+def _marked(
+    marker: tuple[str, str], attrs: Mapping[str, Any], resource: Mapping[str, Any] | None
+) -> bool:
+    key, expected = marker
+    value = attrs.get(key, resource.get(key) if resource else None)
     return isinstance(value, str) and value.lower() == expected
 
 
@@ -297,13 +308,19 @@ def normalize(
     provider: str | None = None,
 ) -> Usage:
     """Canonical usage of one span. Never raises: impossible counts give `invalid`."""
-    resource = resource or {}
-    cached = _truthy(attrs.get(c.GEN_AI_RESPONSE_CACHED))
+    hint = attrs.get(c.GEN_AI_RESPONSE_CACHED)
+    cached = hint is not None and _truthy(hint)
     for dialect, signature in _SIGNATURES:
-        if not signature.isdisjoint(attrs) and _marked(dialect, attrs, resource):
-            if provider is None:
-                provider = provider_of(attrs)
-            return _read(dialect, attrs, provider, cached)
+        for key in signature:
+            if key in attrs:
+                break
+        else:
+            continue  # the span does not speak this dialect
+        if dialect.marker is not None and not _marked(dialect.marker, attrs, resource):
+            continue
+        if provider is None:
+            provider = provider_of(attrs)
+        return _read(dialect, attrs, provider, cached)
     if cached:
         return Usage(source="cache_hint", response_cached=True)
     return NO_USAGE

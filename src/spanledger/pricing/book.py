@@ -18,7 +18,16 @@ from spanledger.pricing import defaults
 from spanledger.pricing.money import Femto, femto_from_usd
 from spanledger.pricing.rates import Rates
 from spanledger.pricing.sheets import RateSheet
-from spanledger.usage import Usage, model_of, normalize, provider_of
+from spanledger.usage import (
+    MODEL_KEYS,
+    NO_USAGE,
+    PROVIDER_KEYS,
+    SIGNATURE_KEYS,
+    Usage,
+    model_of,
+    normalize,
+    provider_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +36,8 @@ CacheStatus = Literal["hit", "partial", "miss", "write", "none"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _NS_PER_HALF_HOUR = 1_800 * 10**9
+
+_Periods = tuple[int, dict[int, Rates | None]]  # a period's length, the rates of each period
 
 
 @dataclass(slots=True)
@@ -72,6 +83,14 @@ class PricedCall(NamedTuple):
     cost: Cost
 
 
+# Every attribute `price_attributes` reads to find a call. A span with none of them (a tool
+# or agent span) is not an LLM call whatever else it carries: one set check answers it.
+_CALL_KEYS: frozenset[str] = frozenset(
+    (*SIGNATURE_KEYS, *PROVIDER_KEYS, *MODEL_KEYS, *c.REPORTED_COST_KEYS, c.GEN_AI_RESPONSE_CACHED)
+)
+_NOT_A_CALL = PricedCall(None, None, NO_USAGE, NOT_LLM)
+
+
 def cache_status(usage: Usage) -> CacheStatus:
     if usage.response_cached:
         return "hit"
@@ -102,9 +121,10 @@ class PriceBook:
     def __init__(self, sheets: Sequence[RateSheet] = (), *, use_defaults: bool = True) -> None:
         self.sheets = tuple(sheets)
         self.use_defaults = use_defaults
-        self._cache: dict[tuple[str | None, str, str | None, int], Rates | None] = {}
-        # Cache period per model: a day, or half an hour for time-of-day (off-peak) prices.
-        self._period: dict[tuple[str | None, str], int] = {}
+        # (provider, model, alias) -> (period, {start_ns // period: rates}). The period is a
+        # day, or half an hour for a model with time-of-day (off-peak) prices; the rates of
+        # a period are those in force when its first span started.
+        self._cache: dict[tuple[str | None, str, str | None], _Periods] = {}
 
     @classmethod
     def from_files(cls, paths: Iterable[str], *, use_defaults: bool = True) -> PriceBook:
@@ -119,19 +139,22 @@ class PriceBook:
         `alias` is the model as requested (`gpt-4o-mini`) when the span names the dated
         snapshot that answered (`gpt-4o-mini-2024-07-18`): a price for either applies,
         the exact name first."""
-        period = self._period.get((provider, model), _NS_PER_DAY)
-        key = (provider, model, alias, start_ns // period)
+        key = (provider, model, alias)
         try:
-            return self._cache[key]
+            period, by_period = self._cache[key]
+            return by_period[start_ns // period]
         except KeyError:
             pass
+        periods = self._cache.get(key)
+        if periods is None:
+            period = (
+                _NS_PER_HALF_HOUR if defaults.varies_within_day(provider, model) else _NS_PER_DAY
+            )
+            periods = self._cache.setdefault(key, (period, {}))
+        period, by_period = periods
         at = dt.datetime.fromtimestamp(start_ns // 10**9, tz=dt.UTC)
         names = (model,) if alias is None or alias == model else (model, alias)
-        found = self._lookup(provider, names, at)
-        if defaults.varies_within_day(provider, model):
-            self._period[(provider, model)] = _NS_PER_HALF_HOUR
-            key = (provider, model, alias, start_ns // _NS_PER_HALF_HOUR)
-        self._cache[key] = found
+        found = by_period[start_ns // period] = self._lookup(provider, names, at)
         return found
 
     def _lookup(
@@ -170,7 +193,21 @@ class PriceBook:
 
         A call that names a model but reports no tokens is `unpriced`, not $0, unless it
         failed (a rejected request is not billed)."""
-        if usage.is_empty and model is None:
+        return self._price(usage, provider, model, start_ns, reported, alias, failed)
+
+    def _price(
+        self,
+        usage: Usage,
+        provider: str | None,
+        model: str | None,
+        start_ns: int,
+        reported: Femto | None,
+        alias: str | None,
+        failed: bool,
+    ) -> Cost:
+        """`price`, with positional arguments (the per-span hot path)."""
+        empty = usage.source == "none"  # usage.is_empty, without the property call
+        if empty and model is None:
             if reported is not None:
                 return Cost(status="reported_only", reported=reported, reason="no usage on span")
             return NOT_LLM
@@ -185,11 +222,15 @@ class PriceBook:
             )
         if model is None:
             return self._unpriced(usage, reported, None, "no model name on span")
-        if usage.is_empty and not failed:
+        if empty and not failed:
             return self._unpriced(
                 usage, reported, model, "no token usage on span (a stream without usage?)"
             )
-        rates = self.rates(provider, model, start_ns, alias)
+        try:  # `self.rates(...)` when cached, without the method call
+            period, by_period = self._cache[(provider, model, alias)]
+            rates = by_period[start_ns // period]
+        except KeyError:
+            rates = self.rates(provider, model, start_ns, alias)
         if rates is None:
             where = f" from {provider}" if provider else ""
             return self._unpriced(usage, reported, model, f"no price for {model}{where}")
@@ -232,21 +273,24 @@ class PriceBook:
         """Identify, normalize and price a span from its attributes: the whole core.
 
         `failed`: the span's status was ERROR (default: whether it has `error.type`)."""
+        if _CALL_KEYS.isdisjoint(attrs):
+            return _NOT_A_CALL  # most tool and agent spans
         provider = provider_of(attrs)
         model = model_of(attrs)
         usage = normalize(attrs, resource, provider)
-        operation = attrs.get(c.GEN_AI_OPERATION_NAME)
-        if usage.is_empty and isinstance(operation, str) and operation in c.AGENT_OPERATIONS:
-            model = None  # an agent or tool span that names its model is not a model call
+        if model is not None and usage.source == "none":
+            operation = attrs.get(c.GEN_AI_OPERATION_NAME)
+            if isinstance(operation, str) and operation in c.AGENT_OPERATIONS:
+                model = None  # an agent or tool span that names its model is not a model call
         requested = attrs.get(c.GEN_AI_REQUEST_MODEL)
-        cost = self.price(
+        cost = self._price(
             usage,
-            provider=provider,
-            model=model,
-            start_ns=start_ns,
-            reported=reported_cost(attrs),
-            alias=requested if isinstance(requested, str) and requested else None,
-            failed=c.ERROR_TYPE in attrs if failed is None else failed,
+            provider,
+            model,
+            start_ns,
+            reported_cost(attrs),
+            requested if isinstance(requested, str) and requested else None,
+            c.ERROR_TYPE in attrs if failed is None else failed,
         )
         return PricedCall(provider, model, usage, cost)
 
