@@ -13,6 +13,7 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -78,27 +79,31 @@ def create_app(
             if len(body) > max_body_bytes:
                 return refuse(encoding, 413, f"body over the {max_body_bytes}-byte limit")
         rejected: list[str] = []  # spans skipped for partial success, with their reasons
+        decode = decode_json if encoding == JSON else decode_protobuf
+
+        def receive(data: bytes) -> Future[int]:
+            """Decode, price and encode, on one worker thread (one hop, not two)."""
+            records = decode(data, rejected)
+            stats.count("spans_received", len(records) + len(rejected))
+            undecodable = len(rejected)
+            stats.count("spans_rejected", undecodable)
+            done = pipeline.submit(records, rejected)
+            stats.count("spans_rejected", len(rejected) - undecodable)
+            return done
+
         try:
             data = _decompress(
                 bytes(body), request.headers.get("content-encoding", ""), max_body_bytes
             )
-            records = await run_in_threadpool(
-                decode_json if encoding == JSON else decode_protobuf, data, rejected
-            )
+            done = await run_in_threadpool(receive, data)
         except _TooLarge as problem:
             return refuse(encoding, 413, str(problem))
         except (OtlpDecodeError, _BodyError) as problem:
             return refuse(encoding, 400, str(problem))
-        stats.count("spans_received", len(records) + len(rejected))
-        undecodable = len(rejected)
-        stats.count("spans_rejected", undecodable)
-        try:
-            done = await run_in_threadpool(pipeline.submit, records, rejected)  # prices, encodes
         except Backpressure as full:
             return _otlp_error(
                 encoding, 429, str(full), headers={"Retry-After": str(int(full.retry_after) or 1)}
             )
-        stats.count("spans_rejected", len(rejected) - undecodable)
         try:
             await asyncio.wrap_future(done)
         except Exception as error:  # the store failed: the client must retry
