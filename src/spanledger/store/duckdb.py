@@ -11,9 +11,12 @@ the newest row groups without scanning the ledger.
 
 from __future__ import annotations
 
+import array
 import datetime as dt
+import functools
 import json
 import math
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -149,13 +152,6 @@ def _json(value: Any) -> str:
     return json.dumps(_finite(value), default=str, separators=(",", ":"))
 
 
-def _resource_json(resource: Mapping[str, Any], seen: dict[int, str]) -> str:
-    text = seen.get(id(resource))
-    if text is None:
-        text = seen[id(resource)] = _json(resource)
-    return text
-
-
 def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
@@ -205,15 +201,7 @@ class DuckDBStore:
     def encode(self, spans: Sequence[PricedSpan]) -> pa.Table:
         """The spans as rows of the `spans` table (an Arrow table). Receivers call this on
         their own threads, so the writer only writes."""
-        resources: dict[int, str] = {}  # a batch's spans share a few resource dicts
-        rows = [_row(span, resources) for span in spans]
-        columns = zip(*rows, strict=True) if rows else [()] * len(_ROW_FIELDS)  # in C
-        return pa.table(
-            {
-                name: pa.array(values, _ARROW_TYPES[name])
-                for name, values in zip(_ROW_FIELDS, columns, strict=True)
-            }
-        )
+        return _encode(spans)
 
     def write(self, batches: Sequence[pa.Table]) -> int:
         batches = [batch for batch in batches if batch.num_rows]
@@ -295,9 +283,11 @@ class DuckDBStore:
         """The bucket (low 64 bits of the trace id, mod `size`, a power of two) of every
         finalized trace, for the pipeline's `FinalizedFilter`: read from the one integer
         column `tk`, so 10 million spans take a few tens of ms."""
-        rows = self._read().execute(
-            "SELECT DISTINCT tk & ? FROM spans WHERE finalized", [size - 1]
-        ).fetchall()
+        rows = (
+            self._read()
+            .execute("SELECT DISTINCT tk & ? FROM spans WHERE finalized", [size - 1])
+            .fetchall()
+        )
         return [row[0] for row in rows]
 
     def stored_span_ids(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
@@ -979,28 +969,184 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def _row(span: PricedSpan, resources: dict[int, str]) -> tuple[Any, ...]:
-    record, usage, cost = span.record, span.usage, span.cost
-    attrs = record.attributes
-    th, tk, sk = _keys(record.trace_id, record.span_id)
-    priced = cost.status is not None
-    dims = span.attribution
-    return (
-        th, tk, sk, record.trace_id, record.span_id, record.parent_span_id, record.name,
-        record.kind, record.scope, record.start_ns, record.end_ns, record.status_code,
-        record.status_message or None,
-        span.provider, span.model, _text(attrs.get(c.GEN_AI_OPERATION_NAME)), span.tool,
-        usage.input_uncached, usage.cache_read, usage.cache_write, usage.cache_write_1h,
-        usage.output, usage.reasoning, usage.source, usage.response_cached,
-        cost.status, cost.model, cost.source, cost.reason,
-        cost.cache_status if priced else None,
-        cost.input, cost.cache_read, cost.cache_write, cost.output, cost.total,
-        cost.saved_by_cache, cost.reported,
-        dims.get("user"), dims.get("department"), dims.get("tenant"), dims.get("agent"),
-        dims.get("conversation"), dims.get("service"),
-        span.agent_path or None, span.rollup, span.depth, span.orphan, span.retry, span.loop,
-        _json(attrs), _resource_json(record.resource, resources),
-    )  # fmt: skip
+_SPANS_ARROW = pa.schema([(name, _ARROW_TYPES[name]) for name in _ROW_FIELDS])
+_DIMENSIONS = ("user", "department", "tenant", "agent", "conversation", "service")
+_INT = frozenset({int})
+_OPERATION, _TOOL = c.GEN_AI_OPERATION_NAME, c.GEN_AI_TOOL_NAME  # as `_text` reads them
+
+
+def _encode(spans: Sequence[PricedSpan]) -> pa.Table:
+    """Column by column: one comprehension and one conversion a column, no row tuples to
+    transpose. This runs on a receiver thread holding the GIL, so it bounds ingest."""
+    records = [span.record for span in spans]
+    usages = [span.usage for span in spans]
+    costs = [span.cost for span in spans]
+    attrs = [record.attributes for record in records]
+    trace_ids = [record.trace_id for record in records]
+    span_ids = [record.span_id for record in records]
+    columns: dict[str, Any] = {
+        **_key_columns(trace_ids, span_ids),
+        "trace_id": trace_ids,
+        "span_id": span_ids,
+        "parent_span_id": [record.parent_span_id for record in records],
+        "name": [record.name for record in records],
+        "kind": [record.kind for record in records],
+        "scope": [record.scope for record in records],
+        "start_time": [record.start_ns for record in records],
+        "end_time": [record.end_ns for record in records],
+        "status_code": [record.status_code for record in records],
+        "status_message": [record.status_message or None for record in records],
+        "provider": [span.provider for span in spans],
+        "model": [span.model for span in spans],
+        "operation": [v if isinstance(v := a.get(_OPERATION), str) and v else None for a in attrs],
+        "tool": [v if isinstance(v := a.get(_TOOL), str) and v else None for a in attrs],
+        "input_uncached": [usage.input_uncached for usage in usages],
+        "cache_read": [usage.cache_read for usage in usages],
+        "cache_write": [usage.cache_write for usage in usages],
+        "cache_write_1h": [usage.cache_write_1h for usage in usages],
+        "output": [usage.output for usage in usages],
+        "reasoning": [usage.reasoning for usage in usages],
+        "usage_source": [usage.source for usage in usages],
+        "response_cached": [usage.response_cached for usage in usages],
+        "price_status": [cost.status for cost in costs],
+        "price_model": [cost.model for cost in costs],
+        "price_source": [cost.source for cost in costs],
+        "price_reason": [cost.reason for cost in costs],
+        "cache_status": [cost.cache_status if cost.status is not None else None for cost in costs],
+        "cost_input": _money([cost.input for cost in costs]),
+        "cost_cache_read": _money([cost.cache_read for cost in costs]),
+        "cost_cache_write": _money([cost.cache_write for cost in costs]),
+        "cost_output": _money([cost.output for cost in costs]),
+        "cost": _money([cost.total for cost in costs]),
+        "saved_by_cache": _money([cost.saved_by_cache for cost in costs]),
+        "reported": _money([cost.reported for cost in costs]),
+        **_derived(spans),
+        "attributes": _attributes_json(attrs),
+        "resource": _resources_json([record.resource for record in records]),
+    }
+    return pa.Table.from_arrays(
+        [
+            column if isinstance(column, pa.Array) else pa.array(column, _ARROW_TYPES[name])
+            for name, column in ((name, columns[name]) for name in _ROW_FIELDS)
+        ],
+        schema=_SPANS_ARROW,
+    )
+
+
+def _key_columns(trace_ids: list[str], span_ids: list[str]) -> dict[str, Any]:
+    """`th`, `tk`, `sk` (see `_keys`), decoded for the whole batch at once: one
+    `bytes.fromhex` and a byte swap instead of three `int(x, 16)` a span."""
+    trace = _hex_words(trace_ids, 32)
+    span = _hex_words(span_ids, 16) if trace is not None else None
+    if trace is None or span is None:  # not all plain hex ids: `_keys` accepts or refuses them
+        keys = [
+            _keys(trace_id, span_id) for trace_id, span_id in zip(trace_ids, span_ids, strict=True)
+        ]
+        return {"th": [k[0] for k in keys], "tk": [k[1] for k in keys], "sk": [k[2] for k in keys]}
+    return {"th": _uint64(trace[0::2]), "tk": _uint64(trace[1::2]), "sk": _uint64(span)}
+
+
+def _hex_words(ids: list[str], digits: int) -> array.array[int] | None:
+    """The ids (each of `digits` hex digits) as 64-bit words, or None if any id is not
+    exactly that."""
+    try:
+        if set(map(len, ids)) != {digits}:
+            return None
+        raw = bytes.fromhex("".join(ids))
+    except (TypeError, ValueError):  # not a str, not hex
+        return None
+    if len(raw) * 2 != len(ids) * digits:  # fromhex skips whitespace
+        return None
+    words = array.array("Q", raw)
+    if sys.byteorder == "little":  # the hex is big-endian
+        words.byteswap()
+    return words
+
+
+def _uint64(words: array.array[int]) -> pa.Array:
+    return pa.Array.from_buffers(pa.uint64(), len(words), [None, pa.py_buffer(words)])
+
+
+def _money(values: list[Any]) -> pa.Array:
+    """Femto-dollars as DECIMAL(38,0). Converting Python ints to decimal128 is slow: when
+    all are ints of 63 bits and none is negative, their 16 bytes are the int64 and eight
+    zero bytes, laid out with the `array` module (not a pyarrow cast, which would give the
+    GIL up and wait for it back). Anything else takes pyarrow's conversion, which accepts
+    or refuses it as ever."""
+    if _INT.issuperset(map(type, values)) and sys.byteorder == "little":
+        try:
+            words = array.array("q", values)
+        except OverflowError:
+            pass
+        else:
+            if max(words.tobytes()[7::8], default=0) < 0x80:  # no sign bit set
+                pairs = array.array("q", bytes(16 * len(words)))
+                pairs[0::2] = words  # low word, high word 0
+                return pa.Array.from_buffers(MONEY, len(words), [None, pa.py_buffer(pairs)])
+    elif values.count(None) == len(values):
+        return pa.nulls(len(values), MONEY)
+    return pa.array(values, MONEY)
+
+
+def _derived(spans: Sequence[PricedSpan]) -> dict[str, Any]:
+    """The columns `Trace.assemble` fills in. At ingest no span has them yet: then they are
+    constants, made without reading every span again."""
+    if any(
+        s.attribution or s.agent_path or s.rollup or s.depth or s.orphan or s.retry or s.loop
+        for s in spans
+    ):
+        dims = [span.attribution for span in spans]
+        return {
+            **{_COLUMN[name]: [d.get(name) for d in dims] for name in _DIMENSIONS},
+            "agent_path": [span.agent_path or None for span in spans],
+            "rollup": _money([span.rollup for span in spans]),
+            "depth": [span.depth for span in spans],
+            "orphan": [span.orphan for span in spans],
+            "retry": [span.retry for span in spans],
+            "loop": [span.loop for span in spans],
+        }
+    return _constants(len(spans))
+
+
+@functools.lru_cache(maxsize=8)
+def _constants(n: int) -> dict[str, pa.Array]:
+    """The derived columns of `n` spans not assembled into a trace yet."""
+    nothing = pa.nulls(n, pa.string())
+    false = pa.array([False] * n, pa.bool_())
+    return {
+        **dict.fromkeys((_COLUMN[name] for name in _DIMENSIONS), nothing),
+        "agent_path": nothing,
+        "rollup": pa.array([0] * n, MONEY),
+        "depth": pa.array([0] * n, pa.int32()),
+        "orphan": false,
+        "retry": false,
+        "loop": false,
+    }
+
+
+def _attributes_json(attrs: list[Mapping[str, Any]]) -> pa.Array:
+    """`_json` of every span's attributes: orjson for the batch, one search for "null" in
+    all of it, and `_json` for the spans that have one."""
+    if not set(map(type, attrs)) <= {dict}:
+        return pa.array([_json(a) for a in attrs], pa.string())
+    try:
+        texts = [orjson.dumps(a, default=str) for a in attrs]
+    except orjson.JSONEncodeError:
+        return pa.array([_json(a) for a in attrs], pa.string())
+    if b"null" in b"".join(texts):  # `_json` writes these its own way
+        texts = [
+            t if b"null" not in t else _json(a).encode() for t, a in zip(texts, attrs, strict=True)
+        ]
+    binary = pa.array(texts, pa.binary())
+    # Viewed as text without a check: orjson writes UTF-8, `_json` ASCII.
+    return binary.view(pa.string()) if isinstance(binary, pa.Array) else binary.cast(pa.string())
+
+
+def _resources_json(resources: list[Mapping[str, Any]]) -> list[str]:
+    """`_json` of every span's resource: a batch's spans share a few resource dicts."""
+    seen = dict(zip(map(id, resources), resources, strict=True))
+    texts = {key: _json(resource) for key, resource in seen.items()}
+    return list(map(texts.__getitem__, map(id, resources)))
 
 
 _LOAD_FIELDS = (

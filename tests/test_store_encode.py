@@ -1,0 +1,197 @@
+"""DuckDBStore.encode builds its Arrow table column by column, with fast paths (ids decoded
+for the whole batch, money laid out as int64 words, constants for spans not assembled yet,
+one orjson pass for the attributes). Each fast path must store exactly what the plain
+row-by-row conversion stores, and refuse exactly what it refuses."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from spanledger import conventions as c
+from spanledger.pricing import Cost
+from spanledger.spans import SpanRecord
+from spanledger.store import duckdb as store_module
+from spanledger.store.duckdb import DuckDBStore
+from spanledger.traces import PricedSpan
+from spanledger.usage import Usage
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+RESOURCE = {"service.name": "encode-tests", "host.name": "h1"}
+
+
+def reference(spans: Sequence[PricedSpan]) -> pa.Table:
+    """The plain conversion: one tuple a span, transposed, one `pa.array` a column."""
+    m = store_module
+    rows = []
+    for span in spans:
+        record, usage, cost = span.record, span.usage, span.cost
+        attrs, dims = record.attributes, span.attribution
+        rows.append(
+            (
+                *m._keys(record.trace_id, record.span_id),
+                record.trace_id, record.span_id, record.parent_span_id, record.name,
+                record.kind, record.scope, record.start_ns, record.end_ns, record.status_code,
+                record.status_message or None, span.provider, span.model,
+                m._text(attrs.get(c.GEN_AI_OPERATION_NAME)), span.tool,
+                usage.input_uncached, usage.cache_read, usage.cache_write,
+                usage.cache_write_1h, usage.output, usage.reasoning, usage.source,
+                usage.response_cached, cost.status, cost.model, cost.source, cost.reason,
+                cost.cache_status if cost.status is not None else None,
+                cost.input, cost.cache_read, cost.cache_write, cost.output, cost.total,
+                cost.saved_by_cache, cost.reported,
+                *(dims.get(name) for name in m._DIMENSIONS),
+                span.agent_path or None, span.rollup, span.depth, span.orphan, span.retry,
+                span.loop, m._json(attrs), m._json(record.resource),
+            )
+        )  # fmt: skip
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(m._ROW_FIELDS)
+    return pa.table(
+        {
+            name: pa.array(values, m._ARROW_TYPES[name])
+            for name, values in zip(m._ROW_FIELDS, columns, strict=True)
+        }
+    )
+
+
+def span(
+    n: int,
+    *,
+    trace: str = TRACE,
+    span_id: str | None = None,
+    attributes: Any = None,
+    resource: Any = None,
+    cost: Cost | None = None,
+    **derived: Any,
+) -> PricedSpan:
+    record = SpanRecord(
+        trace_id=trace,
+        span_id=span_id or f"{0xA0B0C0D000000000 + n:016x}",
+        parent_span_id="" if n == 0 else f"{0xA0B0C0D000000000:016x}",
+        name=f"chat {n}",
+        start_ns=1_795_510_800_000_000_000 + n,
+        end_ns=1_795_510_800_000_000_000 + 2 * n,
+        status_code=n % 3,
+        status_message="boom" if n % 5 == 4 else "",
+        kind=n % 6,
+        attributes={c.GEN_AI_OPERATION_NAME: "chat", "n": n} if attributes is None else attributes,
+        resource=RESOURCE if resource is None else resource,
+        scope="tests",
+    )
+    if cost is None:
+        cost = Cost("priced", input=n * 10**12, output=7, cache_status="miss", model="m")
+    usage = Usage(input_uncached=n, output=2 * n, source="otel_genai", response_cached=n == 3)
+    return PricedSpan(record, usage, cost, "openai", "gpt", **derived)
+
+
+def check(spans: Sequence[PricedSpan]) -> pa.Table:
+    encoded = DuckDBStore.encode(None, spans)  # type: ignore[arg-type]  # uses no state
+    expected = reference(spans)
+    assert encoded.schema.equals(expected.schema)
+    differing = [name for name in expected.column_names if not encoded[name].equals(expected[name])]
+    assert not differing, differing
+    return encoded
+
+
+def test_a_plain_batch_and_an_empty_one() -> None:
+    check([span(n) for n in range(40)])
+    assert check([]).num_rows == 0
+
+
+def test_derived_columns_of_assembled_spans() -> None:
+    spans = [span(n) for n in range(6)]
+    spans[2].attribution = {"user": "u1", "agent": "planner"}
+    spans[3].rollup, spans[3].depth, spans[3].agent_path = 12345, 2, "a/b"
+    spans[4].orphan = spans[4].retry = spans[5].loop = True
+    check(spans)
+    check([span(n) for n in range(6)])  # all defaults: the constant columns
+
+
+def test_attributes_json_takes_the_careful_path_exactly_where_it_did() -> None:
+    attributes = [
+        {"x": float("nan")},
+        {"x": float("inf"), "y": [1.5, float("-inf")]},
+        {"x": None},
+        {"text": "a nullable field"},  # "null" inside a string: the careful path too
+        {"text": "caf\u00e9 \u2603", "big": 1e16},  # where the two writers differ
+        {"emoji": "\U0001f600"},
+        {"lone": "\udc80"},  # orjson refuses it: the whole batch goes the careful way
+        {"huge": 2**70},  # beyond 64 bits: orjson refuses it too
+        {"bytes": b"\x00\xff", "tuple": ("a", 1)},
+        types.MappingProxyType({"read": "only", "v": None}),  # a Mapping, not a dict
+        {},
+    ]
+    check([span(n, attributes=a) for n, a in enumerate(attributes)])
+    check([span(n, attributes=a) for n, a in enumerate(attributes[:6])])  # no refusal
+    check([span(0, attributes=types.MappingProxyType({"only": 1}))])
+
+
+def test_resources_shared_and_distinct() -> None:
+    other = {"service.name": "other", "x": float("nan")}
+    check([span(n, resource=RESOURCE if n % 2 else other) for n in range(8)])
+    check([span(n, resource={"service.name": f"s{n}"}) for n in range(4)])  # equal, not same
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        Cost("priced", input=2**63 - 1, output=0),
+        Cost("priced", input=2**63, output=1),  # beyond int64: the decimal conversion
+        Cost("priced", input=10**37, output=1),
+        Cost("priced", input=-5, output=3),  # negative: not the int64 words
+        Cost("reported_only", reported=-7),
+        Cost("priced", input=1, reported=0),
+        Cost(None),
+    ],
+)
+def test_money_columns(cost: Cost) -> None:
+    check([span(0), span(1, cost=cost), span(2)])
+    check([span(1, cost=cost)])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Cost("priced", input=10**38),  # does not fit DECIMAL(38,0)
+        Cost("priced", input=1.5),  # type: ignore[arg-type]
+        Cost("priced", input=True),  # a bool is not money
+    ],
+)
+def test_money_the_table_cannot_hold_is_refused(bad: Cost) -> None:
+    with pytest.raises((pa.ArrowException, TypeError, ValueError, OverflowError)):
+        reference([span(1, cost=bad)])
+    with pytest.raises((pa.ArrowException, TypeError, ValueError, OverflowError)):
+        DuckDBStore.encode(None, [span(0), span(1, cost=bad)])  # type: ignore[arg-type]
+
+
+def test_ids_the_batch_decoder_does_not_take_go_the_per_span_way() -> None:
+    check([span(n, trace=TRACE.upper()) for n in range(3)])  # upper case hex
+    check([span(0), span(1, trace=TRACE[:31])])  # a short trace id
+    check([span(0), span(1, span_id="0x1234567890abcd")])  # int() takes a 0x prefix
+    check([span(0), span(1, trace=TRACE[:16] + "  " + TRACE[18:])])  # fromhex skips spaces
+    check([span(n, trace="f" * 32, span_id="f" * 16) for n in range(2)])  # all ones
+    for bad in ("z" * 32, "\u00e9" * 32):
+        with pytest.raises(ValueError):
+            DuckDBStore.encode(None, [span(0), span(1, trace=bad)])  # type: ignore[arg-type]
+
+
+def test_the_encoded_batch_is_stored_as_encoded(tmp_path: Any) -> None:
+    store = DuckDBStore(tmp_path / "ledger.duckdb")
+    try:
+        spans = [span(n) for n in range(5)]
+        spans[1].attribution = {"user": "u1"}
+        assert store.write([store.encode(spans[:2]), store.encode(spans[2:])]) == 5
+        stored = store._db.execute(
+            "SELECT th, tk, sk, cost_input, user_id, rollup, attributes FROM spans ORDER BY sk"
+        ).fetchall()
+    finally:
+        store.close()
+    assert stored[0][:3] == (int(TRACE[:16], 16), int(TRACE[16:], 16), 0xA0B0C0D000000000)
+    assert [row[3] for row in stored] == [n * 10**12 for n in range(5)]
+    assert [row[4] for row in stored] == [None, "u1", None, None, None]
+    assert [row[5] for row in stored] == [0] * 5
+    assert stored[2][6] == '{"gen_ai.operation.name":"chat","n":2}'
