@@ -9,9 +9,9 @@ asked, so the result does not depend on arrival order.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from spanledger import conventions as c
@@ -81,31 +81,79 @@ class Dimensions:
     wins, the span's attribute before its resource's."""
 
     keys: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: c.DEFAULT_DIMENSIONS)
-    # key -> [(dimension, rank of the key in it)], to read only the keys a span has
-    _index: dict[str, list[tuple[str, int]]] = field(init=False, repr=False, compare=False)
+    _named: frozenset[str] = field(init=False, repr=False, compare=False)  # every key
+    # (keys the span has, keys its resource has) -> the dimensions and keys worth reading
+    _plans: dict[tuple[frozenset[str], frozenset[str]], _Plan] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        index: dict[str, list[tuple[str, int]]] = {}
-        for dimension, keys in self.keys.items():
-            for rank, key in enumerate(keys):
-                index.setdefault(key, []).append((dimension, rank))
-        object.__setattr__(self, "_index", index)
+        named = frozenset(key for keys in self.keys.values() for key in keys)
+        object.__setattr__(self, "_named", named)
+        object.__setattr__(self, "_plans", {})
 
     def of(self, record: SpanRecord) -> dict[str, str]:
-        index, attributes, resource = self._index, record.attributes, record.resource
-        best: dict[str, tuple[int, str]] = {}  # dimension -> (rank, value)
-        for source in (attributes, resource):
-            for key in index.keys() & source.keys():
-                value = source[key]
-                if source is resource and attributes.get(key) is not None:
-                    continue  # the span's own attribute decides, even an empty one
-                if value is None or value == "":
-                    continue
-                for dimension, rank in index[key]:
-                    held = best.get(dimension)
-                    if held is None or rank < held[0]:
-                        best[dimension] = (rank, str(value))
-        return {dimension: best[dimension][1] for dimension in self.keys if dimension in best}
+        named = self._named
+        present = (named.intersection(record.attributes), named.intersection(record.resource))
+        return _read(self._plan(present), record, {})
+
+    def reader(self) -> Callable[[SpanRecord, dict[str, str]], dict[str, str]]:
+        """`read(record, into)`: `of(record)` written into `into` (a dimension `into`
+        holds keeps its place), i.e. `{**into, **of(record)}` without the second dict.
+
+        For one pass over many spans, which must outlive it: spans share resources, and a
+        reader keeps the dimension keys of each resource it has seen, by id."""
+        named, plans, plan_for = self._named, self._plans, self._plan
+        in_resources: dict[int, frozenset[str]] = {}
+
+        def read(record: SpanRecord, into: dict[str, str]) -> dict[str, str]:
+            resource = record.resource
+            in_resource = in_resources.get(id(resource))
+            if in_resource is None:
+                in_resource = in_resources[id(resource)] = named.intersection(resource)
+            present = (named.intersection(record.attributes), in_resource)
+            plan = plans.get(present)
+            return _read(plan_for(present) if plan is None else plan, record, into)
+
+        return read
+
+    def _plan(self, present: tuple[frozenset[str], frozenset[str]]) -> _Plan:
+        """What to read for a span with these keys (its own, its resource's): each
+        dimension with one of them, with those of its keys in rank order (a key missing
+        from both cannot decide). Which keys spans have repeats: plans are kept."""
+        plan = self._plans.get(present)
+        if plan is not None:
+            return plan
+        either = present[0] | present[1]
+        plan = tuple(
+            (dimension, there)
+            for dimension, keys in self.keys.items()
+            if (there := tuple(key for key in keys if key in either))
+        )
+        if len(self._plans) >= _MAX_PLANS:  # hostile key sets: stay bounded
+            self._plans.clear()
+        self._plans[present] = plan
+        return plan
+
+
+_Plan = tuple[tuple[str, tuple[str, ...]], ...]
+_MAX_PLANS = 4096
+
+
+def _read(plan: _Plan, record: SpanRecord, into: dict[str, str]) -> dict[str, str]:
+    """The rule as written, over the plan's keys: for each dimension its keys in rank
+    order; for each key the span's attribute, else its resource's; the first non-empty
+    value wins."""
+    attributes, resource = record.attributes, record.resource
+    for dimension, keys in plan:
+        for key in keys:
+            value = attributes.get(key)
+            if value is None:
+                value = resource.get(key)
+            if value is not None and value != "":
+                into[dimension] = str(value)
+                break
+    return into
 
 
 class Trace:
@@ -129,7 +177,7 @@ class Trace:
         self._dirty = True
 
     def add(self, span: PricedSpan) -> None:
-        self.spans[span.span_id] = span  # a span sent twice replaces itself: counted once
+        self.spans[span.record.span_id] = span  # a span sent twice replaces itself: once
         self._dirty = True
 
     # -- what the trace adds up to ---------------------------------------------------------
@@ -176,88 +224,102 @@ class Trace:
 
     # -- derivation ------------------------------------------------------------------------
     def assemble(self) -> None:
-        """Derive tree, rollups, attribution, agent paths, retries and loops (when changed)."""
+        """Derive tree, rollups, attribution, agent paths, retries and loops (when changed).
+
+        The ingest server runs this for every trace it finalizes, so each step is one pass:
+        link in start order (children and roots come out sorted, no sorting per parent),
+        one walk down (depth, attribution, agent path), one walk back up (rollups), then
+        only the sibling groups big enough to hold a retry or a loop.
+        """
         if not self._dirty:
             return
         spans = self.spans
-        for span in spans.values():
+        ordered: list[tuple[int, str, PricedSpan]] = []  # by start time, then span id
+        for span_id, span in spans.items():
             span.children = []
             span.rollup = span.cost.total
             span.retry = span.loop = span.orphan = False
+            ordered.append((span.record.start_ns, span_id, span))
+        ordered.sort()  # ids are unique: the spans themselves are never compared
         roots: list[str] = []
-        for span in spans.values():
+        orphans: list[str] = []
+        for _, span_id, span in ordered:
             parent_id = span.record.parent_span_id
-            if parent_id and parent_id in spans and parent_id != span.span_id:
-                spans[parent_id].children.append(span.span_id)
+            if not parent_id:
+                roots.append(span_id)
+                continue
+            parent = spans.get(parent_id) if parent_id != span_id else None
+            if parent is None:
+                span.orphan = True
+                orphans.append(span_id)
             else:
-                span.orphan = bool(parent_id)
-                roots.append(span.span_id)
-        by_start = self._by_start
-        for span in spans.values():
-            span.children.sort(key=by_start)
-        # True roots first, then orphans waiting for their parents.
-        roots.sort(key=lambda root: (bool(spans[root].record.parent_span_id), by_start(root)))
+                parent.children.append(span_id)
+        roots += orphans  # true roots first, then orphans waiting for their parents
 
-        order = self._top_down(roots)
+        order = self._descend([spans[root] for root in roots])
         if len(order) < len(spans):
             # Parent links that form a cycle (hostile or corrupt input) are cut: each cycle's
             # earliest span becomes a root so no span is lost or counted twice.
-            visited = set(order)
-            for span_id in sorted(set(spans) - visited, key=by_start):
+            visited = {span.record.span_id for span in order}
+            for _, span_id, span in ordered:
                 if span_id in visited:
                     continue
-                span = spans[span_id]
                 spans[span.record.parent_span_id].children.remove(span_id)
                 span.orphan = True
                 roots.append(span_id)
-                below = self._top_down([span_id])
-                visited.update(below)
-                order.extend(below)
+                below = self._descend([span])
+                visited.update(below_span.record.span_id for below_span in below)
+                order += below
         self.roots = roots
 
-        for span_id in order:  # parents before children: inherit downwards
-            span = spans[span_id]
-            own = self.dimensions.of(span.record)
-            parent = spans.get(span.record.parent_span_id) if not span.orphan else None
-            if parent is None:
-                span.depth = 0
-                span.attribution = own
-                span.agent_path = _agent_name(span) or ""
-            else:
-                span.depth = parent.depth + 1
-                span.attribution = {**parent.attribution, **own}
-                span.agent_path = _extend_path(parent.agent_path, _agent_name(span))
-        for span_id in reversed(order):  # children before parents: roll up
-            span = spans[span_id]
-            if not span.orphan and span.record.parent_span_id in spans:
-                spans[span.record.parent_span_id].rollup += span.rollup
+        child = spans.__getitem__
+        for span in reversed(order):  # children before parents: roll up
+            if span.children:
+                span.rollup += sum(map(_rollup, map(child, span.children)))
 
-        self._mark_retries()
-        self._mark_loops(order)
+        self._mark_retries_and_loops()
+        self._measure_loops(order)
         self._dirty = False
 
-    def _by_start(self, span_id: str) -> tuple[int, str]:
-        return (self.spans[span_id].record.start_ns, span_id)
-
-    def _top_down(self, roots: list[str]) -> list[str]:
-        order: list[str] = []
-        seen: set[str] = set()
-        stack = list(reversed(roots))
-        while stack:
-            span_id = stack.pop()
-            if span_id in seen:
+    def _descend(self, tops: list[PricedSpan]) -> list[PricedSpan]:
+        """`tops` and every span below them, parents before children; sets depth,
+        attribution and agent path on the way down."""
+        spans, read = self.spans, self.dimensions.reader()
+        for top in tops:
+            top.depth = 0
+            top.attribution = read(top.record, {})
+            top.agent_path = _agent_name(top) or ""
+        order = list(tops)
+        for parent in order:  # `order` grows as it is read: breadth first, no recursion
+            if not parent.children:
                 continue
-            seen.add(span_id)
-            order.append(span_id)
-            stack.extend(reversed(self.spans[span_id].children))
+            children = list(map(spans.__getitem__, parent.children))
+            order += children
+            depth, inherited, path = parent.depth + 1, parent.attribution, parent.agent_path
+            for child in children:
+                child.depth = depth
+                child.attribution = read(child.record, inherited.copy())
+                agent = _agent_name(child)
+                child.agent_path = _extend_path(path, agent) if agent else path
         return order
 
-    def _sibling_groups(self) -> Iterable[tuple[str, list[PricedSpan]]]:
-        for span in self.spans.values():
-            if span.children:
-                yield span.span_id, [self.spans[child] for child in span.children]
+    def _mark_retries_and_loops(self) -> None:
+        """Retries and loops are found among siblings: visit each parent once, and only
+        those with enough children for either (most spans have none)."""
+        self.retry_overhead = 0
+        self.loops = []
+        spans, threshold = self.spans, self.loop_threshold
+        for parent_id, parent in spans.items():
+            count = len(parent.children)
+            if count < 2 and count <= threshold:
+                continue
+            siblings = [spans[child] for child in parent.children]
+            if count > 1:
+                self._mark_retries(siblings)
+            if count > threshold:
+                self._mark_loops(parent_id, siblings)
 
-    def _mark_retries(self) -> None:
+    def _mark_retries(self, siblings: list[PricedSpan]) -> None:
         """Flag retried attempts; each failed attempt's cost (rollup) is retry overhead.
 
         - Application retries: a failed LLM call followed by a similar call under the same
@@ -270,52 +332,64 @@ class Trace:
           LLM call (no model, no usage) and a provider does not bill a 429 or a 500, so this
           overhead is normally $0, but the failures are seen.
         """
-        self.retry_overhead = 0
-        for _, siblings in self._sibling_groups():
-            for group, failed, similar in (
-                ([s for s in siblings if s.is_llm], _failed_call, _similar),
-                ([s for s in siblings if _is_attempt(s)], _failed_attempt, _same_request),
-            ):
-                for position, attempt in enumerate(group):
-                    if not failed(attempt):
-                        continue
-                    if any(similar(attempt, later) for later in group[position + 1 :]):
-                        attempt.retry = True
-                        self.retry_overhead += attempt.rollup
+        for sibling in siblings:
+            record = sibling.record
+            if sibling.cost.status is not None:
+                if record.failed:
+                    break
+            elif c.ATTEMPT in record.attributes or record.kind == _SPAN_KIND_CLIENT:
+                break
+        else:
+            return  # no failed call and no HTTP attempt: the usual case, nothing retried
+        for group, failed, similar in (
+            ([s for s in siblings if s.is_llm], _failed_call, _similar),
+            ([s for s in siblings if _is_attempt(s)], _failed_attempt, _same_request),
+        ):
+            for position, attempt in enumerate(group):
+                if failed(attempt) and any(
+                    similar(attempt, later) for later in group[position + 1 :]
+                ):
+                    attempt.retry = True
+                    self.retry_overhead += attempt.rollup
 
-    def _mark_loops(self, order: list[str]) -> None:
+    def _mark_loops(self, parent_id: str, siblings: list[PricedSpan]) -> None:
         """More than `loop_threshold` calls of the same tool, or the same model, under one
-        parent is a runaway loop; the repeated spans and everything below them are marked."""
-        self.loops = []
-        for parent_id, siblings in self._sibling_groups():
-            runs: dict[tuple[str, str], list[PricedSpan]] = defaultdict(list)
-            for span in siblings:
-                if span.tool:
-                    runs[("tool", span.tool)].append(span)
-                elif span.is_llm and span.model:
-                    runs[("model", span.model)].append(span)
-            for (kind, name), members in runs.items():
-                if len(members) > self.loop_threshold:
-                    for member in members:
-                        member.loop = True
-                    self.loops.append(
-                        Loop(
-                            kind=kind,
-                            name=name,
-                            parent_span_id=parent_id,
-                            count=len(members),
-                            cost=sum(member.rollup for member in members),
-                            span_ids=tuple(member.span_id for member in members),
-                        )
+        parent is a runaway loop; the repeated spans are marked."""
+        runs: dict[tuple[str, str], list[PricedSpan]] = {}
+        for span in siblings:
+            tool = span.tool
+            if tool:
+                run = ("tool", tool)
+            elif span.is_llm and span.model:
+                run = ("model", span.model)
+            else:
+                continue
+            runs.setdefault(run, []).append(span)
+        for (kind, name), members in runs.items():
+            if len(members) > self.loop_threshold:
+                for member in members:
+                    member.loop = True
+                self.loops.append(
+                    Loop(
+                        kind=kind,
+                        name=name,
+                        parent_span_id=parent_id,
+                        count=len(members),
+                        cost=sum(member.rollup for member in members),
+                        span_ids=tuple(member.span_id for member in members),
                     )
-        # Loop cost: every span inside a looping subtree, each once.
-        in_loop: set[str] = set()
+                )
+
+    def _measure_loops(self, order: list[PricedSpan]) -> None:
+        """Loop cost: every span inside a looping subtree, each once."""
         self.loop_cost = 0
-        for span_id in order:
-            span = self.spans[span_id]
+        if not self.loops:
+            return
+        in_loop: set[str] = set()
+        for span in order:  # parents before children
             parent_id = span.record.parent_span_id
             if span.loop or (not span.orphan and parent_id in in_loop):
-                in_loop.add(span_id)
+                in_loop.add(span.record.span_id)
                 self.loop_cost += span.cost.total
 
 
@@ -398,6 +472,7 @@ def _extend_path(parent_path: str, agent: str | None) -> str:
 
 
 _DEFAULT_DIMENSIONS = Dimensions()
+_rollup = attrgetter("rollup")
 
 
 class TraceAssembler:
