@@ -3,6 +3,7 @@
 ```yaml
 db: spanledger.duckdb
 db_memory_limit: 2GB                     # DuckDB's buffer memory (default: 80% of the RAM)
+db_checkpoint_threshold: 256MB           # WAL size that triggers a checkpoint
 http: {host: 127.0.0.1, port: 4318, max_body_bytes: 16777216}
 grpc: {host: 127.0.0.1, port: 4317, enabled: true}  # enabled: false turns gRPC off
 token: s3cret                            # bearer token for OTLP and the API
@@ -188,6 +189,9 @@ class ServeConfig(_Strict):
     db: str = "spanledger.duckdb"
     db_memory_limit: str | None = Field(
         default=None, pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)\s*$"
+    )
+    db_checkpoint_threshold: str = Field(
+        default="256MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"
     )
     http: HttpListener = HttpListener()
     grpc: GrpcListener = GrpcListener()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,11 @@ class Server:
     @classmethod
     def build(cls, config: ServeConfig) -> Server:
         book = PriceBook.from_files(config.rates, use_defaults=config.use_default_prices)
-        store = DuckDBStore(config.db, memory_limit=config.db_memory_limit)
+        store = DuckDBStore(
+            config.db,
+            memory_limit=config.db_memory_limit,
+            checkpoint_threshold=config.db_checkpoint_threshold,
+        )
         keys = {name: tuple(keys) for name, keys in (config.attribution or {}).items()}
         dimensions = Dimensions({**DEFAULT_DIMENSIONS, **keys})
         stats = Stats()
@@ -148,8 +153,12 @@ class Server:
         none of them in reference cycles), and CPython's default thresholds would walk them
         all again and again. Collecting the young generation every 50,000 allocations
         instead of 700, and the whole heap ~100x less often, gave +12-50% durable spans/s in
-        `benchmarks/ingest.py`. `start()` (in another program's process) leaves it alone."""
+        `benchmarks/ingest.py`. It also hands the GIL over every 1 ms instead of 5 ms:
+        duckdb-python takes the GIL back ~10 times during each statement, and with receiver
+        threads busy each of those waited up to a full interval (a 2,048-row INSERT took
+        80 ms instead of 30). `start()` (in another program's process) leaves both alone."""
         gc.set_threshold(50_000, 20, 100)
+        sys.setswitchinterval(0.001)
         self._start_pipeline()
         self._http = self._uvicorn()
         try:

@@ -34,6 +34,11 @@ from spanledger.traces import PricedSpan
 from spanledger.usage import Usage
 
 MONEY = pa.decimal128(38, 0)
+# DuckDB's default (16 MB) checkpoints every few thousand spans, and each checkpoint
+# rewrites the table's unfinished row group: measured over 245,760 inserted spans, 20-22
+# CPU us per span with it, 11.7 at 256 MB, 9.5 at 1 GB. The price of a larger threshold is
+# a longer WAL to replay after a crash (seconds at 256 MB) and the WAL's memory.
+CHECKPOINT_THRESHOLD = "256MB"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -175,11 +180,15 @@ class DuckDBStore:
         *,
         read_only: bool = False,
         memory_limit: str | None = None,
+        checkpoint_threshold: str = CHECKPOINT_THRESHOLD,
     ) -> None:
         """Open (and create) a ledger file; `read_only` for reports beside no writer;
-        `memory_limit` ("2GB", "50%") bounds DuckDB's buffers (default: 80% of the RAM)."""
+        `memory_limit` ("2GB", "50%") bounds DuckDB's buffers (default: 80% of the RAM);
+        `checkpoint_threshold`: the WAL size at which DuckDB writes it into the file."""
         self.path = str(path)
         config = {"memory_limit": memory_limit} if memory_limit else {}
+        if not read_only:
+            config["checkpoint_threshold"] = checkpoint_threshold
         self._db = duckdb.connect(self.path, read_only=read_only, config=config)
         if not read_only:
             self._db.execute(SCHEMA)
