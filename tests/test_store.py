@@ -373,8 +373,11 @@ def test_memory_limit_bounds_duckdb_and_a_bad_one_is_refused_at_start(tmp_path: 
 def test_the_checkpoint_threshold_reaches_duckdb(tmp_path: Path) -> None:
     # 256 MB by default (DuckDB's own 16 MB checkpoint doubled the insert cost), or as set.
     path = tmp_path / "ledger.duckdb"
-    for given, expected in ((None, "244.1 MiB"), ("1GB", "953.6 MiB")):
-        store = DuckDBStore(path) if given is None else DuckDBStore(path, checkpoint_threshold=given)
+    for open_store, expected in (
+        (lambda: DuckDBStore(path), "244.1 MiB"),
+        (lambda: DuckDBStore(path, checkpoint_threshold="1GB"), "953.6 MiB"),
+    ):
+        store = open_store()
         setting = store._db.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
         store.close()
         assert setting == (expected,)
