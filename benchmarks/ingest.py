@@ -82,7 +82,8 @@ from spanledger.traces import Dimensions
 
 BATCH_SPANS = 512
 DEFAULT_BATCHES = 300
-DEFAULT_CLIENTS = 4
+# The OTel Collector's exporters send with 10 consumers by default (sending_queue.num_consumers).
+DEFAULT_CLIENTS = 10
 DEFAULT_SEED = 20261125
 ROUNDS = 3
 TARGET_SPANS_PER_S = 50_000

@@ -83,11 +83,12 @@ def create_app(
 
         def receive(data: bytes) -> Future[int]:
             """Decode, price and encode, on one worker thread (one hop, not two)."""
-            records = decode(data, rejected)
-            stats.count("spans_received", len(records) + len(rejected))
-            undecodable = len(rejected)
-            stats.count("spans_rejected", undecodable)
-            done = pipeline.submit(records, rejected)
+            with pipeline.receiving:  # one receiver at a time (see Pipeline.receiving)
+                records = decode(data, rejected)
+                stats.count("spans_received", len(records) + len(rejected))
+                undecodable = len(rejected)
+                stats.count("spans_rejected", undecodable)
+                done = pipeline.submit(records, rejected)
             stats.count("spans_rejected", len(rejected) - undecodable)
             return done
 

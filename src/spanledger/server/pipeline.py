@@ -88,6 +88,11 @@ class Pipeline:
         self._stopping = False
         self._finalized_at = 0.0  # monotonic time of the last finalization round
         self._finalized = FinalizedFilter()  # filled by start()
+        # Held by a receiver while it decodes, prices and encodes a request. One at a time:
+        # that work holds the GIL, and the writer (the serial step) got the GIL ever less
+        # often as more receivers competed for it: 26,600 -> 32,300 durable spans/s with
+        # 10 clients. Requests wait their turn on their own threads, not in memory twice.
+        self.receiving = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="spanledger-writer", daemon=True)
 
     # -- receivers' side -------------------------------------------------------------------
