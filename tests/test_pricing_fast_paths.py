@@ -182,8 +182,8 @@ def test_provider_blank_or_not_a_string_falls_through() -> None:
 
 
 # -- rate cache -----------------------------------------------------------------------------
-def test_rates_are_looked_up_once_per_day(monkeypatch: pytest.MonkeyPatch) -> None:
-    book = PriceBook()
+def counted_lookups(book: PriceBook, monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
+    """The times at which `book` looks rates up in its sheets (a cache miss each)."""
     lookups: list[dt.datetime] = []
     lookup = book._lookup
 
@@ -192,6 +192,12 @@ def test_rates_are_looked_up_once_per_day(monkeypatch: pytest.MonkeyPatch) -> No
         return lookup(provider, names, at)
 
     monkeypatch.setattr(book, "_lookup", counting)
+    return lookups
+
+
+def test_rates_are_looked_up_once_per_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    book = PriceBook()
+    lookups = counted_lookups(book, monkeypatch)
     hour = 3_600 * 10**9
     first = book.rates("openai", "gpt-4o-mini", START_NS)
     assert book.rates("openai", "gpt-4o-mini", START_NS + 5 * hour) is first
@@ -206,14 +212,7 @@ def test_rates_are_looked_up_once_per_day(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_off_peak_rates_are_cached_per_half_hour(monkeypatch: pytest.MonkeyPatch) -> None:
     book = PriceBook()
-    lookups: list[dt.datetime] = []
-    lookup = book._lookup
-
-    def counting(provider: str | None, names: tuple[str, ...], at: dt.datetime) -> Any:
-        lookups.append(at)
-        return lookup(provider, names, at)
-
-    monkeypatch.setattr(book, "_lookup", counting)
+    lookups = counted_lookups(book, monkeypatch)
     minute = 60 * 10**9
     day = int(dt.datetime(2026, 1, 15, tzinfo=dt.UTC).timestamp()) * 10**9
     peak = book.rates("deepseek", "deepseek-chat", day + 10 * 60 * minute)

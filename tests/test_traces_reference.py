@@ -33,6 +33,7 @@ from spanledger.traces import (
     _same_request,
     _similar,
 )
+from test_traces import _by_the_rule
 
 SHEET = RateSheet.parse(
     """
@@ -57,19 +58,7 @@ ONE_KEY_TWO_DIMENSIONS = Dimensions(
 
 
 # -- the reference: the derivation as first written -----------------------------------------
-def reference_of(keys: Mapping[str, tuple[str, ...]], record: SpanRecord) -> dict[str, str]:
-    """For each dimension, its keys in order; for each key the span's attribute, then its
-    resource's; the first non-empty value wins."""
-    found: dict[str, str] = {}
-    for dimension, names in keys.items():
-        for name in names:
-            value = record.attributes.get(name)
-            if value is None:
-                value = record.resource.get(name)
-            if value is not None and value != "":
-                found[dimension] = str(value)
-                break
-    return found
+reference_of = _by_the_rule  # the attribution rule, as tests/test_traces.py states it
 
 
 class Reference:
