@@ -87,7 +87,8 @@ class Pipeline:
         self._open: OrderedDict[str, _OpenTrace] = OrderedDict()  # least recently seen first
         self._stopping = False
         self._finalized_at = 0.0  # monotonic time of the last finalization round
-        self._finalized = FinalizedFilter()  # filled by start()
+        # Until start() reads the ledger, every trace may have been finalized: ask the store.
+        self._finalized = FinalizedFilter(range(8), size=8)
         # Held by a receiver while it decodes, prices and encodes a request. One at a time:
         # that work holds the GIL, and the writer (the serial step) got the GIL ever less
         # often as more receivers competed for it: 26,600 -> 32,300 durable spans/s with
