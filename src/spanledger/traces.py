@@ -103,7 +103,7 @@ class Dimensions:
 
         For one pass over many spans, which must outlive it: spans share resources, and a
         reader keeps the dimension keys of each resource it has seen, by id."""
-        named, plans, plan_for = self._named, self._plans, self._plan
+        named, plan_for = self._named, self._plan
         in_resources: dict[int, frozenset[str]] = {}
 
         def read(record: SpanRecord, into: dict[str, str]) -> dict[str, str]:
@@ -112,8 +112,7 @@ class Dimensions:
             if in_resource is None:
                 in_resource = in_resources[id(resource)] = named.intersection(resource)
             present = (named.intersection(record.attributes), in_resource)
-            plan = plans.get(present)
-            return _read(plan_for(present) if plan is None else plan, record, into)
+            return _read(plan_for(present), record, into)
 
         return read
 
@@ -332,14 +331,7 @@ class Trace:
           LLM call (no model, no usage) and a provider does not bill a 429 or a 500, so this
           overhead is normally $0, but the failures are seen.
         """
-        for sibling in siblings:
-            record = sibling.record
-            if sibling.cost.status is not None:
-                if record.failed:
-                    break
-            elif c.ATTEMPT in record.attributes or record.kind == _SPAN_KIND_CLIENT:
-                break
-        else:
+        if not any(_failed_call(s) if s.is_llm else _is_attempt(s) for s in siblings):
             return  # no failed call and no HTTP attempt: the usual case, nothing retried
         for group, failed, similar in (
             ([s for s in siblings if s.is_llm], _failed_call, _similar),

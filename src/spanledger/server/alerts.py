@@ -388,11 +388,9 @@ class AlertEngine:
         self._needed = {
             w.rule.scope for w in self._windows if w.rule.scope and w.rule.scope not in SPAN_SCOPES
         }
-        self._needed_keys = [
-            (name, tuple(keys))
-            for name, keys in self.dimensions.keys.items()
-            if name in self._needed
-        ]
+        # The same attribution rule as every span's, over the dimensions the rules need.
+        needed = {name: keys for name, keys in self.dimensions.keys.items() if name in self._needed}
+        self._needed_dimensions = Dimensions(needed)
         self._unpriced: dict[str, _Unpriced] = {}
         self._traces: dict[str, _TraceState] = {}  # open traces; the writer thread only
         self._pipeline: Pipeline | None = None
@@ -688,17 +686,7 @@ class AlertEngine:
     def _own(self, record: SpanRecord) -> dict[str, str]:
         """The dimensions the window rules need that a span itself carries (as
         `Dimensions.of` reads them, for those dimensions only)."""
-        attributes, resource = record.attributes, record.resource
-        found = {}
-        for name, keys in self._needed_keys:
-            for key in keys:
-                value = attributes.get(key)
-                if value is None:
-                    value = resource.get(key)
-                if value is not None and value != "":
-                    found[name] = str(value)
-                    break
-        return found
+        return self._needed_dimensions.of(record)
 
     def _full_attribution(self, trace: Trace | None, span_id: str | None) -> dict[str, str]:
         """Every dimension a span carries or inherits from the ancestors that have arrived
