@@ -13,7 +13,6 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -80,23 +79,14 @@ def create_app(
                 return refuse(encoding, 413, f"body over the {max_body_bytes}-byte limit")
         rejected: list[str] = []  # spans skipped for partial success, with their reasons
         decode = decode_json if encoding == JSON else decode_protobuf
-
-        def receive(data: bytes) -> Future[int]:
-            """Decode, price and encode, on one worker thread (one hop, not two)."""
-            with pipeline.receiving:  # one receiver at a time (see Pipeline.receiving)
-                records = decode(data, rejected)
-                stats.count("spans_received", len(records) + len(rejected))
-                undecodable = len(rejected)
-                stats.count("spans_rejected", undecodable)
-                done = pipeline.submit(records, rejected)
-            stats.count("spans_rejected", len(rejected) - undecodable)
-            return done
-
         try:
             data = _decompress(
                 bytes(body), request.headers.get("content-encoding", ""), max_body_bytes
             )
-            done = await run_in_threadpool(receive, data)
+            # Decode, price and encode on one worker thread (one hop, not two).
+            done = await run_in_threadpool(
+                pipeline.receive, lambda rejected: decode(data, rejected), rejected
+            )
         except _TooLarge as problem:
             return refuse(encoding, 413, str(problem))
         except (OtlpDecodeError, _BodyError) as problem:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 from concurrent import futures
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
@@ -66,23 +67,17 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):
             stats.count("requests_rejected")
             _abort(context, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         rejected: list[str] = []  # spans skipped for partial success, with their reasons
-        with self.pipeline.receiving:  # one receiver at a time (see Pipeline.receiving)
-            try:
-                if isinstance(request, bytes):
-                    records = decode_protobuf(request, rejected)
-                else:
-                    records = decode_message(request, rejected)
-            except OtlpDecodeError as problem:
-                stats.count("requests_rejected")
-                _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem))
-            stats.count("spans_received", len(records) + len(rejected))
-            undecodable = len(rejected)
-            stats.count("spans_rejected", undecodable)
-            try:
-                done = self.pipeline.submit(records, rejected)
-            except Backpressure as full:
-                _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(full), full.retry_after)
-            stats.count("spans_rejected", len(rejected) - undecodable)
+        if isinstance(request, bytes):
+            decode = partial(decode_protobuf, request)
+        else:
+            decode = partial(decode_message, request)
+        try:
+            done = self.pipeline.receive(decode, rejected)
+        except OtlpDecodeError as problem:
+            stats.count("requests_rejected")
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem))
+        except Backpressure as full:
+            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(full), full.retry_after)
         remaining = context.time_remaining()
         wait = STORE_WAIT_SECONDS if remaining is None else max(0.0, remaining)
         try:
