@@ -226,25 +226,12 @@ class DuckDBStore:
     def update_derived(self, spans: Sequence[PricedSpan]) -> None:
         if not spans:
             return
-        # Every column typed: an untyped pa.array() infers its type, which costs 3x.
-        text = pa.string()
-        dims = ("user", "department", "tenant", "agent", "conversation", "service")
+        columns = {
+            **_key_columns([s.record.trace_id for s in spans], [s.record.span_id for s in spans]),
+            **_derived(spans),
+        }
         derived = pa.table(  # noqa: F841 (read by name in SQL)
-            {
-                "th": pa.array([int(s.record.trace_id[:16], 16) for s in spans], pa.uint64()),
-                "tk": pa.array([int(s.record.trace_id[16:], 16) for s in spans], pa.uint64()),
-                "sk": pa.array([int(s.span_id, 16) for s in spans], pa.uint64()),
-                **{
-                    _COLUMN[name]: pa.array([s.attribution.get(name) for s in spans], text)
-                    for name in dims
-                },
-                "agent_path": pa.array([s.agent_path or None for s in spans], text),
-                "rollup": pa.array([s.rollup for s in spans], MONEY),
-                "depth": pa.array([s.depth for s in spans], pa.int32()),
-                "orphan": pa.array([s.orphan for s in spans], pa.bool_()),
-                "retry": pa.array([s.retry for s in spans], pa.bool_()),
-                "loop": pa.array([s.loop for s in spans], pa.bool_()),
-            }
+            {name: _arrow(name, column) for name, column in columns.items()}
         )
         update = """
             UPDATE spans SET user_id = d.user_id, department = d.department,
@@ -1034,12 +1021,13 @@ def _encode(spans: Sequence[PricedSpan]) -> pa.Table:
         "resource": _resources_json([record.resource for record in records]),
     }
     return pa.Table.from_arrays(
-        [
-            column if isinstance(column, pa.Array) else pa.array(column, _ARROW_TYPES[name])
-            for name, column in ((name, columns[name]) for name in _ROW_FIELDS)
-        ],
-        schema=_SPANS_ARROW,
+        [_arrow(name, columns[name]) for name in _ROW_FIELDS], schema=_SPANS_ARROW
     )
+
+
+def _arrow(name: str, column: Any) -> pa.Array:
+    """A column of the `spans` table as Arrow, typed (inferring the type costs 3x)."""
+    return column if isinstance(column, pa.Array) else pa.array(column, _ARROW_TYPES[name])
 
 
 def _key_columns(trace_ids: list[str], span_ids: list[str]) -> dict[str, Any]:
