@@ -420,6 +420,19 @@ static int single(Buf b, uint32_t number, Buf *out, int *found) {
     return r == 1 ? OK : BAIL;
 }
 
+/* fn(ctx, message) for each message in the repeated field `number`: OK, or what failed. */
+static int each(Ctx *ctx, Buf b, uint32_t number, int (*fn)(Ctx *, Buf)) {
+    Field f;
+    int r;
+    while ((r = next_field(&b, &f)) == OK) {
+        if (f.field != number) continue;
+        if (f.wire != 2) return BAIL;
+        r = fn(ctx, f.bytes);
+        if (r != OK) return r;
+    }
+    return r == 1 ? OK : r;
+}
+
 static int scope_spans(Ctx *ctx, Buf b) {
     Buf scope = {NULL, NULL}, name = {NULL, NULL};
     int found, r;
@@ -436,23 +449,14 @@ static int scope_spans(Ctx *ctx, Buf b) {
     }
     ctx->scope = name.p ? text(name) : Py_NewRef(ctx->empty);
     if (ctx->scope == NULL) return PyErr_Occurred() ? ERROR : BAIL;
-    while ((r = next_field(&b, &f)) == OK) {
-        if (f.field != 2) continue;
-        if (f.wire != 2) {
-            r = BAIL;
-            break;
-        }
-        r = span(ctx, f.bytes);
-        if (r != OK) break;
-    }
+    r = each(ctx, b, 2, span);
     Py_CLEAR(ctx->scope);
-    return r == 1 ? OK : r;
+    return r;
 }
 
 static int resource_spans(Ctx *ctx, Buf b) {
     Buf resource = {NULL, NULL};
     int found, r;
-    Field f;
     if (single(b, 1, &resource, &found) != OK) return BAIL;
     if (found) {
         r = attributes(resource, 1, 0, &ctx->resource);
@@ -461,17 +465,9 @@ static int resource_spans(Ctx *ctx, Buf b) {
         ctx->resource = PyDict_New();
         if (ctx->resource == NULL) return ERROR;
     }
-    while ((r = next_field(&b, &f)) == OK) {
-        if (f.field != 2) continue;
-        if (f.wire != 2) {
-            r = BAIL;
-            break;
-        }
-        r = scope_spans(ctx, f.bytes);
-        if (r != OK) break;
-    }
+    r = each(ctx, b, 2, scope_spans);
     Py_CLEAR(ctx->resource);
-    return r == 1 ? OK : r;
+    return r;
 }
 
 PyDoc_STRVAR(decode_doc,
@@ -492,20 +488,11 @@ static PyObject *decode(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int r = ERROR;
     if (ctx.records != NULL && ctx.empty != NULL) {
         Buf b = {(const uint8_t *)view.buf, (const uint8_t *)view.buf + view.len};
-        Field f;
-        while ((r = next_field(&b, &f)) == OK) {
-            if (f.field != 1) continue;
-            if (f.wire != 2) {
-                r = BAIL;
-                break;
-            }
-            r = resource_spans(&ctx, f.bytes);
-            if (r != OK) break;
-        }
+        r = each(&ctx, b, 1, resource_spans);
     }
     PyBuffer_Release(&view);
     Py_XDECREF(ctx.empty);
-    if (r == 1) return ctx.records;
+    if (r == OK) return ctx.records;
     Py_XDECREF(ctx.records);
     if (r == ERROR || PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
