@@ -19,6 +19,7 @@ from spanledger.server.app import create_app
 from spanledger.server.config import ServeConfig
 from spanledger.server.forward import Forwarder
 from spanledger.server.grpc import start_grpc
+from spanledger.server.heap import HeapFreezer
 from spanledger.server.pipeline import Pipeline
 from spanledger.server.stats import Stats
 from spanledger.store.duckdb import DuckDBStore
@@ -43,6 +44,7 @@ class Server:
     _http: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     _grpc: grpc.Server | None = None
+    _heap: HeapFreezer | None = None
 
     @classmethod
     def build(cls, config: ServeConfig) -> Server:
@@ -153,12 +155,15 @@ class Server:
         none of them in reference cycles), and CPython's default thresholds would walk them
         all again and again. Collecting the young generation every 50,000 allocations
         instead of 700, and the whole heap ~100x less often, gave +12-50% durable spans/s in
-        `benchmarks/ingest.py`. It also hands the GIL over every 1 ms instead of 5 ms:
+        `benchmarks/ingest.py`; freezing what survives (`HeapFreezer`) takes the rest of
+        that walk away. It also hands the GIL over every 1 ms instead of 5 ms:
         duckdb-python takes the GIL back ~10 times during each statement, and with receiver
         threads busy each of those waited up to a full interval (a 2,048-row INSERT took
-        80 ms instead of 30). `start()` (in another program's process) leaves both alone."""
+        80 ms instead of 30). `start()` (in another program's process) leaves all of it
+        alone."""
         gc.set_threshold(50_000, 20, 100)
         sys.setswitchinterval(0.001)
+        self._heap = HeapFreezer().start()
         self._start_pipeline()
         self._http = self._uvicorn()
         try:
@@ -182,3 +187,5 @@ class Server:
         if self.alerts is not None:
             self.alerts.stop(timeout=5)  # after the writer: trace alerts it resolved are sent
         self.store.close()
+        if self._heap is not None:
+            self._heap.stop()

@@ -1,0 +1,69 @@
+"""Garbage collection for the server's own process: freeze what survives, collect rarely.
+
+Every span of an open trace lives for the idle window (~10^6 objects under load) and is in
+no reference cycle, yet CPython's generational collector walked each one in generation 0 and
+again in generation 1 before its reference count freed it: 4.2 µs of GIL time per span in
+`benchmarks/ingest.py`, about an eighth of the server's serial work. `gc.freeze()` moves
+every object alive into the permanent generation, which collections skip; reference counting
+still frees those objects the moment they are unused. What a freeze hides is cyclic garbage
+that was alive when frozen, so every few minutes `gc.unfreeze()` and one full collection
+(~0.15 s for 3 million objects) find it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+
+log = logging.getLogger("spanledger.server")
+
+
+class HeapFreezer:
+    """A thread that calls `gc.freeze()` every `freeze_every` seconds and runs a full
+    collection every `collect_every` seconds. For a process of its own (`spanledger serve`):
+    freezing is process-wide."""
+
+    def __init__(self, freeze_every: float = 0.05, collect_every: float = 300.0) -> None:
+        self.freeze_every = freeze_every
+        self.collect_every = collect_every
+        self.collections = 0  # full collections run
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="spanledger-gc", daemon=True)
+
+    def start(self) -> HeapFreezer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop freezing and hand every frozen object back to the collector."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        gc.unfreeze()
+
+    def collect(self) -> int:
+        """One full collection over every object, frozen ones included; the number of
+        unreachable objects found."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        self.collections += 1
+        log.debug(
+            "spanledger: full garbage collection: %d unreachable objects, %.0f ms",
+            found,
+            (time.perf_counter() - started) * 1e3,
+        )
+        return found
+
+    def _run(self) -> None:
+        next_collection = time.monotonic() + self.collect_every
+        while not self._stop.wait(self.freeze_every):
+            try:
+                if time.monotonic() >= next_collection:
+                    self.collect()
+                    next_collection = time.monotonic() + self.collect_every
+                gc.freeze()
+            except Exception:  # never let the host's heap policy take the server down
+                log.exception("spanledger: garbage collection policy failed")
