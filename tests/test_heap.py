@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import weakref
 
@@ -60,6 +61,5 @@ def test_the_thread_freezes_collects_and_thaws_on_stop() -> None:
     finally:
         freezer.stop()
     assert gc.get_freeze_count() == 0
-    after = freezer.collections
-    time.sleep(0.1)
-    assert freezer.collections == after  # stopped: no more collections
+    # stopped: its thread has ended (stop() joined it), so nothing freezes or collects again
+    assert "spanledger-gc" not in {thread.name for thread in threading.enumerate()}
