@@ -1,4 +1,5 @@
-"""HeapFreezer: frozen objects are still freed, and frozen cycles still get collected."""
+"""HeapFreezer: frozen objects are still freed, and frozen cycles still get collected;
+`arrow_on_malloc` moves Arrow's allocations to the C library's malloc."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import threading
 import time
 import weakref
 
+import pyarrow as pa
 import pytest
 
-from spanledger.server.heap import HeapFreezer
+from spanledger.server.heap import HeapFreezer, arrow_on_malloc
 
 
 class Node:
@@ -63,3 +65,17 @@ def test_the_thread_freezes_collects_and_thaws_on_stop() -> None:
     assert gc.get_freeze_count() == 0
     # stopped: its thread has ended (stop() joined it), so nothing freezes or collects again
     assert "spanledger-gc" not in {thread.name for thread in threading.enumerate()}
+
+
+def test_arrow_buffers_come_from_malloc_after_arrow_on_malloc() -> None:
+    before = pa.default_memory_pool()
+    try:
+        arrow_on_malloc()
+        assert pa.default_memory_pool().backend_name == "system"
+        system = pa.system_memory_pool()
+        held = system.bytes_allocated()
+        column = pa.array(range(100_000), pa.int64())  # 800 kB, from the default pool
+        assert system.bytes_allocated() >= held + 800_000
+        del column
+    finally:
+        pa.set_memory_pool(before)

@@ -1,4 +1,5 @@
-"""Garbage collection for the server's own process: freeze what survives, collect rarely.
+"""Memory policy for the server's own process: freeze what survives, collect rarely, and
+keep Arrow's buffers on the C library's allocator.
 
 Every span of an open trace lives for the idle window (~10^6 objects under load) and is in
 no reference cycle, yet CPython's generational collector walked each one in generation 0 and
@@ -8,6 +9,11 @@ every object alive into the permanent generation, which collections skip; refere
 still frees those objects the moment they are unused. What a freeze hides is cyclic garbage
 that was alive when frozen, so every few minutes `gc.unfreeze()` and one full collection
 (~0.15 s for 3 million objects) find it.
+
+Each request's Arrow table (~0.7 MB) is built and freed within milliseconds. pyarrow's default
+pool, mimalloc, handed the freed pages back to the kernel and faulted them in again as 2 MB
+huge pages, zeroed each time (4% of the server's CPU under `perf`); glibc's malloc keeps them
+for the next request.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import gc
 import logging
 import threading
 import time
+
+import pyarrow as pa
 
 log = logging.getLogger("spanledger.server")
 
@@ -67,3 +75,10 @@ class HeapFreezer:
                 gc.freeze()
             except Exception:  # never let the host's heap policy take the server down
                 log.exception("spanledger: garbage collection policy failed")
+
+
+def arrow_on_malloc() -> None:
+    """Allocate Arrow buffers with the C library's malloc from now on (process-wide). Under
+    the ingest benchmark's load this took encoding from 7.4-7.7 to 5.9-6.3 CPU µs a span,
+    the attributes' JSON column alone from 2.7-3.3 to 2.0."""
+    pa.set_memory_pool(pa.system_memory_pool())

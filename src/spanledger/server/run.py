@@ -19,7 +19,7 @@ from spanledger.server.app import create_app
 from spanledger.server.config import ServeConfig
 from spanledger.server.forward import Forwarder
 from spanledger.server.grpc import start_grpc
-from spanledger.server.heap import HeapFreezer
+from spanledger.server.heap import HeapFreezer, arrow_on_malloc
 from spanledger.server.pipeline import Pipeline
 from spanledger.server.stats import Stats
 from spanledger.store.duckdb import DuckDBStore
@@ -159,10 +159,12 @@ class Server:
         that walk away. It also hands the GIL over every 1 ms instead of 5 ms:
         duckdb-python takes the GIL back ~10 times during each statement, and with receiver
         threads busy each of those waited up to a full interval (a 2,048-row INSERT took
-        80 ms instead of 30). `start()` (in another program's process) leaves all of it
-        alone."""
+        80 ms instead of 30). Arrow's buffers come from malloc (`arrow_on_malloc`), which
+        reuses the pages each request's table frees. `start()` (in another program's
+        process) leaves all of it alone."""
         gc.set_threshold(50_000, 20, 100)
         sys.setswitchinterval(0.001)
+        arrow_on_malloc()
         self._heap = HeapFreezer().start()
         self._start_pipeline()
         self._http = self._uvicorn()
