@@ -9,9 +9,12 @@ fields, which protobuf merges), and arbitrary bytes must never crash it.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import sys
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from spanledger.server import otlp
 from spanledger.server.otlp import decode_message, decode_protobuf
 from spanledger.spans import SpanRecord
+from spanledger.store.duckdb import _json
 
 _wire = pytest.importorskip("spanledger.server._wire", reason="the C extension is not built")
 
@@ -62,6 +66,9 @@ def any_values(depth: int = 2) -> st.SearchStrategy[AnyValue]:
 def key_values(values: st.SearchStrategy[AnyValue]) -> st.SearchStrategy[KeyValue]:
     return st.builds(lambda k, v: KeyValue(key=k, value=v), keys, values)
 
+
+# Doubles at the edges of orjson's notations (plain decimal for 1e-5 <= |x| < 1e16).
+FLOATS = [1e-5, 9.99e-6, 1e-6, 1e15, 9999999999999998.0, 1e16, 1.5e-7, 5e-324, -0.0, 0.1, 1e308]
 
 attribute_lists = st.lists(key_values(any_values()), max_size=8)
 ids = st.binary(min_size=16, max_size=16).filter(any)
@@ -119,8 +126,8 @@ def _types(value: Any) -> Any:
         return [_types(item) for item in value]
     if isinstance(value, dict):
         return {key: _types(item) for key, item in value.items()}
-    if isinstance(value, SpanRecord):
-        return [_types(getattr(value, name)) for name in SpanRecord.__slots__]
+    if isinstance(value, SpanRecord):  # the fields records compare by (not the JSON texts)
+        return [_types(getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare]
     return type(value).__name__
 
 
@@ -133,6 +140,52 @@ def test_fast_path_builds_the_records_the_python_path_builds(
     fast = _wire.decode(body, SpanRecord)
     assert fast is not None, "a well-formed request with valid ids stays on the fast path"
     same(fast, python_path(body))
+
+
+def careful(value: Any) -> bool:
+    """Whether `_json` takes its careful path for this value (orjson wrote a null)."""
+    return b"null" in orjson.dumps(value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_json_texts_are_what_the_store_would_write(request: ExportTraceServiceRequest) -> None:
+    for record in _wire.decode(request.SerializeToString(), SpanRecord):
+        for text, value in (
+            (record.attributes_json, record.attributes),
+            (record.resource_json, record.resource),
+        ):
+            if careful(value):
+                assert text is None  # left to `_json`
+            else:
+                assert text == _json(value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(FLOATS))
+def test_doubles_are_written_as_orjson_writes_them(number: float) -> None:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8
+    )
+    span.attributes.add(key="x").value.double_value = number
+    (record,) = _wire.decode(request.SerializeToString(), SpanRecord)
+    assert record.attributes_json == orjson.dumps({"x": number}).decode()
+
+
+def test_what_json_cannot_say_plainly_is_left_to_the_store() -> None:
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    cases = [math.nan, math.inf, None, "nullable", "café \x00\x1f\"\\"]
+    for index, value in enumerate(cases, start=1):
+        span = scope.spans.add(trace_id=b"\x01" * 16, span_id=bytes([index]) * 8)
+        attribute = span.attributes.add(key="k")
+        if isinstance(value, float):
+            attribute.value.double_value = value
+        elif isinstance(value, str):
+            attribute.value.string_value = value
+    texts = [r.attributes_json for r in _wire.decode(request.SerializeToString(), SpanRecord)]
+    assert texts == [None, None, None, None, '{"k":"café \\u0000\\u001f\\"\\\\"}']
 
 
 def test_spans_of_one_resource_share_one_dict() -> None:

@@ -130,6 +130,25 @@ def test_attributes_json_takes_the_careful_path_exactly_where_it_did() -> None:
     check([span(0, attributes=types.MappingProxyType({"only": 1}))])
 
 
+def test_the_json_the_reader_wrote_is_stored_as_it_wrote_it() -> None:
+    spans = [span(n) for n in range(4)]
+    for one in spans[:3]:  # the fourth is left to `_json`, as the reader leaves a careful case
+        one.record.attributes_json = store_module._json(one.record.attributes)
+        one.record.resource_json = store_module._json(one.record.resource)
+    check(spans)  # `_json`'s texts, wherever they come from: the plain conversion's table
+    spans[1].record.attributes_json = '{"from":"the reader"}'
+    spans[2].record.resource_json = '{"service.name":"as written"}'
+    encoded = DuckDBStore.encode(None, spans)  # type: ignore[arg-type]  # uses no state
+    assert encoded["attributes"].to_pylist()[:2] == [
+        store_module._json(spans[0].record.attributes),
+        '{"from":"the reader"}',
+    ]
+    assert encoded["resource"].to_pylist()[2:] == [
+        '{"service.name":"as written"}',
+        store_module._json(RESOURCE),
+    ]
+
+
 def test_resources_shared_and_distinct() -> None:
     other = {"service.name": "other", "x": float("nan")}
     check([span(n, resource=RESOURCE if n % 2 else other) for n in range(8)])

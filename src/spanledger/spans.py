@@ -30,6 +30,10 @@ class SpanRecord:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
     scope: str = ""
+    # The attributes and resource as the store's JSON text, when the compiled OTLP reader
+    # wrote them while decoding (cheaper than at encode time); None: the store writes them.
+    attributes_json: str | None = field(default=None, compare=False, repr=False)
+    resource_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_root(self) -> bool:

@@ -344,6 +344,8 @@ class Pipeline:
             self.stats.add_cost(key, amount)
 
     def _file(self, span: PricedSpan, now: float) -> None:
+        # Stored: its JSON text (~0.5 kB) is not needed again while the trace stays open.
+        span.record.attributes_json = None
         trace_id = span.record.trace_id
         entry = self._open.get(trace_id)
         if entry is None:

@@ -1017,8 +1017,8 @@ def _encode(spans: Sequence[PricedSpan]) -> pa.Table:
         "saved_by_cache": _money([cost.saved_by_cache for cost in costs]),
         "reported": _money([cost.reported for cost in costs]),
         **_derived(spans),
-        "attributes": _attributes_json(attrs),
-        "resource": _resources_json([record.resource for record in records]),
+        "attributes": _attributes_json(records),
+        "resource": _resources_json(records),
     }
     return pa.Table.from_arrays(
         [_arrow(name, columns[name]) for name in _ROW_FIELDS], schema=_SPANS_ARROW
@@ -1121,9 +1121,19 @@ def _constants(n: int) -> dict[str, pa.Array]:
     }
 
 
-def _attributes_json(attrs: list[Mapping[str, Any]]) -> pa.Array:
-    """`_json` of every span's attributes: orjson for the batch, one search for "null" in
-    all of it, and `_json` for the spans that have one."""
+def _attributes_json(records: list[SpanRecord]) -> pa.Array:
+    """`_json` of every span's attributes: the text the OTLP reader wrote while decoding,
+    else orjson for the batch, one search for "null" in all of it, and `_json` for the
+    spans that have one."""
+    written = [record.attributes_json for record in records]
+    if None not in written:
+        return pa.array(written, pa.string())
+    attrs = [record.attributes for record in records]
+    if written.count(None) < len(written):  # a few the reader left to `_json`
+        return pa.array(
+            [_json(a) if w is None else w for w, a in zip(written, attrs, strict=True)],
+            pa.string(),
+        )
     if not set(map(type, attrs)) <= {dict}:
         return pa.array([_json(a) for a in attrs], pa.string())
     try:
@@ -1139,11 +1149,16 @@ def _attributes_json(attrs: list[Mapping[str, Any]]) -> pa.Array:
     return binary.view(pa.string()) if isinstance(binary, pa.Array) else binary.cast(pa.string())
 
 
-def _resources_json(resources: list[Mapping[str, Any]]) -> list[str]:
-    """`_json` of every span's resource: a batch's spans share a few resource dicts."""
-    seen = dict(zip(map(id, resources), resources, strict=True))
-    texts = {key: _json(resource) for key, resource in seen.items()}
-    return list(map(texts.__getitem__, map(id, resources)))
+def _resources_json(records: list[SpanRecord]) -> list[str]:
+    """`_json` of every span's resource: the reader's text where it wrote one, else one
+    `_json` for each resource dict (a batch's spans share a few)."""
+    texts: dict[int, str] = {}
+    return [
+        record.resource_json
+        or texts.get(id(record.resource))
+        or texts.setdefault(id(record.resource), _json(record.resource))
+        for record in records
+    ]
 
 
 _LOAD_FIELDS = (
