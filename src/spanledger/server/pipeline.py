@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,8 +103,7 @@ class Pipeline:
         self._finalized = FinalizedFilter(self.store.finalized_buckets(BUCKETS), BUCKETS)
         now = time.monotonic()
         for trace_id in self.store.unfinalized_traces():
-            for span in self.store.load_trace(trace_id):
-                self._file(span, now)
+            self._file(self.store.load_trace(trace_id), now)
         self._thread.start()
 
     def receive(
@@ -235,7 +234,7 @@ class Pipeline:
             return
         count = sum(len(batch.spans) for batch in batches)
         try:
-            stored, reopened = self._commit(batches, set())
+            stored, reopened = self._commit(batches)
         finally:
             with self._wake:
                 self._queued_spans -= count
@@ -243,14 +242,14 @@ class Pipeline:
             return
         self._account(stored)
         now = time.monotonic()
-        for span in stored:
-            self._file(span, now)
+        self._file(stored, now)
         for trace_id in reopened:
             # A late span reopened a finalized trace: assemble it with what was stored.
             trace = self._open[trace_id].trace
-            for old in self.store.load_trace(trace_id):
-                if old.span_id not in trace.spans:
-                    self._file(old, now)
+            self._file(
+                [old for old in self.store.load_trace(trace_id) if old.span_id not in trace.spans],
+                now,
+            )
         for listener in self.listeners:
             try:
                 listener(stored)
@@ -258,14 +257,15 @@ class Pipeline:
                 log.exception("spanledger: a listener failed on %d spans", len(stored))
 
     def _commit(
-        self, batches: list[_Batch], committed: set[tuple[str, str]]
+        self, batches: list[_Batch], committed: set[tuple[str, str]] | None = None
     ) -> tuple[list[PricedSpan], set[str]]:
         """Store the batches' new spans in one transaction and answer them; give the spans
         stored and the finalized traces they reopen. If that fails, store the batches one by
-        one, so one unstorable request fails alone, not its neighbours in the group.
+        one, so one unstorable request fails alone, not its neighbours in the group
+        (`committed`: the (trace, span) ids those stored so far, added to as they are).
         Copies of stored spans are acknowledged too: OTLP has no "duplicate" answer."""
         try:
-            fresh, reopened = self._fresh(batches, committed)
+            fresh, reopened = self._fresh(batches, committed or set())
             encoded = [
                 batch.encoded if len(spans) == len(batch.spans) else self.store.encode(spans)
                 for batch, spans in zip(batches, fresh, strict=True)
@@ -277,13 +277,15 @@ class Pipeline:
                 batches[0].done.set_exception(error)
                 return [], set()
             stored, reopened = [], set()
+            committed = set() if committed is None else committed
             for batch in batches:
                 one_stored, one_reopened = self._commit([batch], committed)
                 stored += one_stored
                 reopened |= one_reopened
             return stored, reopened
         stored = [span for spans in fresh for span in spans]
-        committed.update((span.record.trace_id, span.span_id) for span in stored)
+        if committed is not None:  # one batch of a group stored one by one
+            committed.update((span.record.trace_id, span.record.span_id) for span in stored)
         received = 0
         for batch in batches:
             received += len(batch.spans)
@@ -301,17 +303,19 @@ class Pipeline:
         seen = set(committed)
         fresh: list[list[PricedSpan]] = []
         unopened: set[str] = set()
+        open_traces = self._open
         for batch in batches:
             new: list[PricedSpan] = []
             for span in batch.spans:
-                key = (span.record.trace_id, span.span_id)
+                record = span.record
+                key = (record.trace_id, record.span_id)
                 if key in seen:
                     continue
                 seen.add(key)
-                entry = self._open.get(key[0])
+                entry = open_traces.get(record.trace_id)
                 if entry is None:
-                    unopened.add(key[0])
-                elif key[1] in entry.trace.spans:
+                    unopened.add(record.trace_id)
+                elif record.span_id in entry.trace.spans:
                     continue
                 new.append(span)
             fresh.append(new)
@@ -343,20 +347,24 @@ class Pipeline:
         for key, amount in totals.items():
             self.stats.add_cost(key, amount)
 
-    def _file(self, span: PricedSpan, now: float) -> None:
-        # Stored: its JSON text (~0.5 kB) is not needed again while the trace stays open.
-        span.record.attributes_json = None
-        trace_id = span.record.trace_id
-        entry = self._open.get(trace_id)
-        if entry is None:
-            trace = Trace(trace_id, dimensions=self.dimensions, loop_threshold=self.loop_threshold)
-            entry = self._open[trace_id] = _OpenTrace(trace, now)
-        else:
-            self._open.move_to_end(trace_id)
-        entry.trace.add(span)
-        entry.last_seen = now
-        if span.record.is_root:
-            entry.has_root = True
+    def _file(self, spans: Iterable[PricedSpan], now: float) -> None:
+        """Add stored spans to their open traces (opening those not open yet)."""
+        open_traces = self._open
+        for span in spans:
+            record = span.record
+            record.attributes_json = None  # stored: not needed while the trace stays open
+            entry = open_traces.get(record.trace_id)
+            if entry is None:
+                trace = Trace(
+                    record.trace_id, dimensions=self.dimensions, loop_threshold=self.loop_threshold
+                )
+                entry = open_traces[record.trace_id] = _OpenTrace(trace, now)
+            else:
+                open_traces.move_to_end(record.trace_id)
+            entry.trace.add(span)
+            entry.last_seen = now
+            if not record.parent_span_id:
+                entry.has_root = True
 
     def _finalize(self, *, everything: bool = False) -> None:
         """Finalize traces whose root has ended and that saw no span for the idle window:
