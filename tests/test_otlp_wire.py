@@ -165,8 +165,10 @@ def test_json_texts_are_what_the_store_would_write(request: ExportTraceServiceRe
 @given(st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(FLOATS))
 def test_doubles_are_written_as_orjson_writes_them(number: float) -> None:
     request = ExportTraceServiceRequest()
-    span = request.resource_spans.add().scope_spans.add().spans.add(
-        trace_id=b"\x01" * 16, span_id=b"\x02" * 8
+    span = (
+        request.resource_spans.add()
+        .scope_spans.add()
+        .spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
     )
     span.attributes.add(key="x").value.double_value = number
     (record,) = _wire.decode(request.SerializeToString(), SpanRecord)
@@ -176,7 +178,7 @@ def test_doubles_are_written_as_orjson_writes_them(number: float) -> None:
 def test_what_json_cannot_say_plainly_is_left_to_the_store() -> None:
     request = ExportTraceServiceRequest()
     scope = request.resource_spans.add().scope_spans.add()
-    cases = [math.nan, math.inf, None, "nullable", "café \x00\x1f\"\\"]
+    cases = [math.nan, math.inf, None, "nullable", 'café \x00\x1f"\\']
     for index, value in enumerate(cases, start=1):
         span = scope.spans.add(trace_id=b"\x01" * 16, span_id=bytes([index]) * 8)
         attribute = span.attributes.add(key="k")

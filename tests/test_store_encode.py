@@ -1,7 +1,8 @@
-"""DuckDBStore.encode builds its Arrow table column by column, with fast paths (ids decoded
-for the whole batch, money laid out as int64 words, constants for spans not assembled yet,
-one orjson pass for the attributes). Each fast path must store exactly what the plain
-row-by-row conversion stores, and refuse exactly what it refuses."""
+"""DuckDBStore.encode builds its Arrow table column by column, with fast paths (the plain
+columns written in one pass by the compiled `_columns`, ids decoded for the whole batch,
+money laid out as int64 words, constants for spans not assembled yet, one orjson pass for
+the attributes). Each fast path must store exactly what the plain row-by-row conversion
+stores, and refuse exactly what it refuses."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from spanledger import conventions as c
 from spanledger.pricing import Cost
 from spanledger.spans import SpanRecord
+from spanledger.store import _columns
 from spanledger.store import duckdb as store_module
 from spanledger.store.duckdb import DuckDBStore
 from spanledger.traces import PricedSpan
@@ -89,12 +91,29 @@ def span(
 
 
 def check(spans: Sequence[PricedSpan]) -> pa.Table:
-    encoded = DuckDBStore.encode(None, spans)  # type: ignore[arg-type]  # uses no state
+    """Both ways of writing the plain columns store what the plain conversion stores."""
     expected = reference(spans)
-    assert encoded.schema.equals(expected.schema)
-    differing = [name for name in expected.column_names if not encoded[name].equals(expected[name])]
-    assert not differing, differing
+    for compiled in (store_module._columns, None):
+        store_module._columns = compiled
+        try:
+            encoded = DuckDBStore.encode(None, spans)  # type: ignore[arg-type]  # uses no state
+        finally:
+            store_module._columns = _columns
+        assert encoded.schema.equals(expected.schema)
+        differing = [n for n in expected.column_names if not encoded[n].equals(expected[n])]
+        assert not differing, (compiled, differing)
+        encoded.validate(full=True)
     return encoded
+
+
+def written_in_one_pass(spans: list[PricedSpan]) -> bool:
+    """Whether `_columns` writes these spans' plain columns (rather than leaving them to
+    the Python lists)."""
+    try:
+        _columns.columns(spans, store_module._PLAN)
+    except _columns.Unhandled:
+        return False
+    return True
 
 
 def test_a_plain_batch_and_an_empty_one() -> None:
@@ -196,6 +215,56 @@ def test_ids_the_batch_decoder_does_not_take_go_the_per_span_way() -> None:
     for bad in ("z" * 32, "\u00e9" * 32):
         with pytest.raises(ValueError):
             DuckDBStore.encode(None, [span(0), span(1, trace=bad)])  # type: ignore[arg-type]
+
+
+def test_plain_columns_in_one_pass() -> None:
+    spans = [span(n) for n in range(12)]
+    spans[1].record.name = "caf\u00e9 \u2603 \U0001f600"  # UTF-8 of 2, 3 and 4 bytes
+    spans[2].record.name = ""  # empty text stays text; an empty status message is null
+    spans[3].model = spans[3].provider = None
+    spans[4].record.attributes = {c.GEN_AI_OPERATION_NAME: "", c.GEN_AI_TOOL_NAME: "search"}
+    spans[5].record.attributes = {c.GEN_AI_OPERATION_NAME: 7, c.GEN_AI_TOOL_NAME: None}
+    spans[6].record.start_ns, spans[6].record.end_ns = -1, 2**63 - 1
+    spans[7].record.kind, spans[7].record.status_code = 255, 0
+    spans[8].usage = Usage(output=2**62, response_cached=True, source="")
+    spans[9].cost = Cost("priced", input=-(2**63), output=2**63 - 1, reason="r" * 300)
+    spans[10].cost = Cost("reported_only", reported=42)  # `total` is a property
+    spans[11].cost = Cost(None)
+    assert written_in_one_pass(spans)
+    check(spans)
+    assert check(spans[:1]).num_rows == 1
+    assert written_in_one_pass([]) and check([]).num_rows == 0
+
+
+class Text(str):
+    """A str subclass: pyarrow converts it; the one-pass writer leaves it to pyarrow."""
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: setattr(s.record, "name", Text("subclassed")),
+        lambda s: setattr(s.record, "name", "\udc80"),  # a lone surrogate: pyarrow refuses
+        lambda s: setattr(s.record, "kind", 256),  # beyond uint8
+        lambda s: setattr(s.record, "status_code", True),  # a bool where an int goes
+        lambda s: setattr(s.record, "start_ns", 2**63),  # beyond int64
+        lambda s: setattr(s.record, "attributes", types.MappingProxyType({"a": 1})),
+        lambda s: setattr(s, "cost", Cost("priced", input=2**64)),  # beyond int64 words
+        lambda s: setattr(s, "usage", Usage(output=1.0)),  # type: ignore[arg-type]
+    ],
+)
+def test_values_the_one_pass_does_not_take_go_the_python_way(change: Any) -> None:
+    spans = [span(n) for n in range(3)]
+    change(spans[1])
+    assert not written_in_one_pass(spans)
+    try:
+        expected = reference(spans)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as refused:
+        with pytest.raises(type(refused)):
+            DuckDBStore.encode(None, spans)  # type: ignore[arg-type]
+        return
+    check(spans)
+    assert expected.num_rows == 3
 
 
 def test_the_encoded_batch_is_stored_as_encoded(tmp_path: Any) -> None:

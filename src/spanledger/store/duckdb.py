@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import json
 import math
+import operator
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +33,11 @@ from spanledger.spans import SpanRecord
 from spanledger.store import GROUPABLE, SPAN_FIELDS, SpanCursor, TraceFilter
 from spanledger.traces import PricedSpan
 from spanledger.usage import Usage
+
+try:  # the compiled fast path of encoding (store/_columns.c), built by `pip install`
+    from spanledger.store import _columns
+except ImportError:  # pragma: no cover
+    _columns = None  # type: ignore[assignment]
 
 MONEY = pa.decimal128(38, 0)
 # DuckDB's default (16 MB) checkpoints every few thousand spans, and each checkpoint
@@ -946,6 +952,9 @@ _TEXT_FIELDS = (
     "price_reason", "cache_status", "status_message", "trace_id", "span_id", "parent_span_id",
     "name", "scope", "usage_source", "attributes", "resource",
 )  # fmt: skip
+_USAGE_FIELDS = (
+    "input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning",
+)  # fmt: skip
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "th": pa.uint64(),
     "tk": pa.uint64(),
@@ -957,10 +966,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "depth": pa.int32(),
     **dict.fromkeys(_MONEY_FIELDS, MONEY),
     **dict.fromkeys(_TEXT_FIELDS, pa.string()),
-    **dict.fromkeys(
-        ("input_uncached", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning"),
-        pa.int64(),
-    ),
+    **dict.fromkeys(_USAGE_FIELDS, pa.int64()),
     **dict.fromkeys(("response_cached", "orphan", "retry", "loop"), pa.bool_()),
 }
 
@@ -968,54 +974,20 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 _SPANS_ARROW = pa.schema([(name, _ARROW_TYPES[name]) for name in _ROW_FIELDS])
 _DIMENSIONS = ("user", "department", "tenant", "agent", "conversation", "service")
 _INT = frozenset({int})
-_OPERATION, _TOOL = c.GEN_AI_OPERATION_NAME, c.GEN_AI_TOOL_NAME  # as `_text` reads them
 
 
 def _encode(spans: Sequence[PricedSpan]) -> pa.Table:
-    """Column by column: one comprehension and one conversion a column, no row tuples to
-    transpose. This runs on a receiver thread holding the GIL, so it bounds ingest."""
+    """Column by column, no row tuples to transpose. This runs on a receiver thread holding
+    the GIL, so it bounds ingest."""
+    spans = spans if isinstance(spans, list) else list(spans)
     records = [span.record for span in spans]
-    usages = [span.usage for span in spans]
-    costs = [span.cost for span in spans]
-    attrs = [record.attributes for record in records]
-    trace_ids = [record.trace_id for record in records]
-    span_ids = [record.span_id for record in records]
     columns: dict[str, Any] = {
-        **_key_columns(trace_ids, span_ids),
-        "trace_id": trace_ids,
-        "span_id": span_ids,
-        "parent_span_id": [record.parent_span_id for record in records],
-        "name": [record.name for record in records],
-        "kind": [record.kind for record in records],
-        "scope": [record.scope for record in records],
-        "start_time": [record.start_ns for record in records],
-        "end_time": [record.end_ns for record in records],
-        "status_code": [record.status_code for record in records],
-        "status_message": [record.status_message or None for record in records],
-        "provider": [span.provider for span in spans],
-        "model": [span.model for span in spans],
-        "operation": [v if isinstance(v := a.get(_OPERATION), str) and v else None for a in attrs],
-        "tool": [v if isinstance(v := a.get(_TOOL), str) and v else None for a in attrs],
-        "input_uncached": [usage.input_uncached for usage in usages],
-        "cache_read": [usage.cache_read for usage in usages],
-        "cache_write": [usage.cache_write for usage in usages],
-        "cache_write_1h": [usage.cache_write_1h for usage in usages],
-        "output": [usage.output for usage in usages],
-        "reasoning": [usage.reasoning for usage in usages],
-        "usage_source": [usage.source for usage in usages],
-        "response_cached": [usage.response_cached for usage in usages],
-        "price_status": [cost.status for cost in costs],
-        "price_model": [cost.model for cost in costs],
-        "price_source": [cost.source for cost in costs],
-        "price_reason": [cost.reason for cost in costs],
-        "cache_status": [cost.cache_status if cost.status is not None else None for cost in costs],
-        "cost_input": _money([cost.input for cost in costs]),
-        "cost_cache_read": _money([cost.cache_read for cost in costs]),
-        "cost_cache_write": _money([cost.cache_write for cost in costs]),
-        "cost_output": _money([cost.output for cost in costs]),
-        "cost": _money([cost.total for cost in costs]),
-        "saved_by_cache": _money([cost.saved_by_cache for cost in costs]),
-        "reported": _money([cost.reported for cost in costs]),
+        **_key_columns([r.trace_id for r in records], [r.span_id for r in records]),
+        **_plain_columns(spans),
+        "cache_status": [
+            cost.cache_status if cost.status is not None else None
+            for cost in (span.cost for span in spans)
+        ],
         **_derived(spans),
         "attributes": _attributes_json(records),
         "resource": _resources_json(records),
@@ -1023,6 +995,84 @@ def _encode(spans: Sequence[PricedSpan]) -> pa.Table:
     return pa.Table.from_arrays(
         [_arrow(name, columns[name]) for name in _ROW_FIELDS], schema=_SPANS_ARROW
     )
+
+
+# The columns read straight off a PricedSpan: column -> (source, name, kind). Sources: 0
+# the span, 1 its record, 2 its usage, 3 its cost, 4 a key of the record's attributes (a
+# non-empty string there, else null). Kinds: "s" text or null, "e" text with "" as null,
+# "b" uint8, "q" int64 or timestamp, "?" bool, "m" femto-dollars as DECIMAL(38,0).
+_PLAIN: dict[str, tuple[int, str, str]] = {
+    "trace_id": (1, "trace_id", "s"),
+    "span_id": (1, "span_id", "s"),
+    "parent_span_id": (1, "parent_span_id", "s"),
+    "name": (1, "name", "s"),
+    "kind": (1, "kind", "b"),
+    "scope": (1, "scope", "s"),
+    "start_time": (1, "start_ns", "q"),
+    "end_time": (1, "end_ns", "q"),
+    "status_code": (1, "status_code", "b"),
+    "status_message": (1, "status_message", "e"),
+    "provider": (0, "provider", "s"),
+    "model": (0, "model", "s"),
+    "operation": (4, c.GEN_AI_OPERATION_NAME, "s"),
+    "tool": (4, c.GEN_AI_TOOL_NAME, "s"),
+    **{name: (2, name, "q") for name in _USAGE_FIELDS},
+    "usage_source": (2, "source", "s"),
+    "response_cached": (2, "response_cached", "?"),
+    "price_status": (3, "status", "s"),
+    "price_model": (3, "model", "s"),
+    "price_source": (3, "source", "s"),
+    "price_reason": (3, "reason", "s"),
+    "cost_input": (3, "input", "m"),
+    "cost_cache_read": (3, "cache_read", "m"),
+    "cost_cache_write": (3, "cache_write", "m"),
+    "cost_output": (3, "output", "m"),
+    "cost": (3, "total", "m"),
+    "saved_by_cache": (3, "saved_by_cache", "m"),
+    "reported": (3, "reported", "m"),
+}
+_PLAN = tuple(_PLAIN.values())
+
+
+def _plain_columns(spans: list[PricedSpan]) -> dict[str, Any]:
+    """The `_PLAIN` columns: written by `_columns` in one pass over the spans (~0.6 us a
+    span instead of ~2.2 for a comprehension and a conversion a column), or, for a value
+    it does not handle, by `_plain_lists`."""
+    if _columns is not None:
+        try:
+            buffers = _columns.columns(spans, _PLAN)
+        except _columns.Unhandled:
+            pass
+        else:
+            n = len(spans)
+            return {
+                name: pa.Array.from_buffers(
+                    _ARROW_TYPES[name], n, [b if b is None else pa.py_buffer(b) for b in column]
+                )
+                for name, column in zip(_PLAIN, buffers, strict=True)
+            }
+    return _plain_lists(spans)
+
+
+def _plain_lists(spans: list[PricedSpan]) -> dict[str, Any]:
+    """The `_PLAIN` columns as Python lists (for pyarrow to convert, or refuse)."""
+    sources = (
+        spans,
+        [span.record for span in spans],
+        [span.usage for span in spans],
+        [span.cost for span in spans],
+    )
+    attrs = [span.record.attributes for span in spans]
+    columns: dict[str, Any] = {}
+    for column, (source, name, kind) in _PLAIN.items():
+        if source == 4:
+            values = [v if isinstance(v := a.get(name), str) and v else None for a in attrs]
+        else:
+            values = list(map(operator.attrgetter(name), sources[source]))
+        if kind == "e":
+            values = [value or None for value in values]
+        columns[column] = _money(values) if kind == "m" else values
+    return columns
 
 
 def _arrow(name: str, column: Any) -> pa.Array:
