@@ -83,10 +83,8 @@ def create_app(
             data = _decompress(
                 bytes(body), request.headers.get("content-encoding", ""), max_body_bytes
             )
-            # Decode, price and encode on one worker thread (one hop, not two).
-            done = await run_in_threadpool(
-                pipeline.receive, lambda rejected: decode(data, rejected), rejected
-            )
+            queued = pipeline.receive(lambda rejected: decode(data, rejected), rejected)
+            done = await asyncio.wrap_future(queued)
         except _TooLarge as problem:
             return refuse(encoding, 413, str(problem))
         except (OtlpDecodeError, _BodyError) as problem:
@@ -114,6 +112,7 @@ def create_app(
             {
                 "status": "ok",
                 "queued_spans": pipeline.queued_spans,
+                "waiting_requests": pipeline.waiting_requests,
                 "open_traces": pipeline.open_traces,
             }
         )

@@ -13,7 +13,8 @@ forward: {url: http://collector:4318, headers: {x-api-key: abc}, max_queued_span
 attribution: {user: [user.id, enduser.id], team: [acme.team]}
 finalize_after_seconds: 10
 loop_threshold: 10
-max_queued_spans: 100000
+max_queued_spans: 100000                 # spans priced and waiting to be stored
+max_waiting_requests: 64                 # requests waiting to be decoded
 alerts:                                  # see spanledger.server.alerts for the semantics
   webhook: {url: http://hooks.example/spanledger, headers: {}, timeout_seconds: 5, max_attempts: 5}
   dashboard_url: http://spanledger.internal:4318  # links in alerts (default: this server)
@@ -203,6 +204,7 @@ class ServeConfig(_Strict):
     finalize_after_seconds: float = Field(default=10.0, ge=0)
     loop_threshold: int = Field(default=10, ge=1)
     max_queued_spans: int = Field(default=100_000, gt=0)
+    max_waiting_requests: int = Field(default=64, gt=0)
     alerts: Alerts | None = None
 
     @model_validator(mode="after")

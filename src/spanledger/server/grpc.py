@@ -72,7 +72,7 @@ class TraceServiceServicer(trace_service_pb2_grpc.TraceServiceServicer):
         else:
             decode = partial(decode_message, request)
         try:
-            done = self.pipeline.receive(decode, rejected)
+            done = self.pipeline.receive(decode, rejected).result()
         except OtlpDecodeError as problem:
             stats.count("requests_rejected")
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem))

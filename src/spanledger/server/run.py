@@ -63,10 +63,12 @@ class Server:
             dimensions=dimensions,
             loop_threshold=config.loop_threshold,
             max_queued_spans=config.max_queued_spans,
+            max_waiting_requests=config.max_waiting_requests,
             finalize_after=config.finalize_after_seconds,
             stats=stats,
         )
         stats.gauges["queued_spans"] = lambda: pipeline.queued_spans
+        stats.gauges["waiting_requests"] = lambda: pipeline.waiting_requests
         stats.gauges["open_traces"] = lambda: pipeline.open_traces
         alerts = None
         if config.alerts is not None:

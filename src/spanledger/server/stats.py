@@ -13,6 +13,7 @@ HELP = {
     "spans_rejected": "Spans rejected inside accepted requests (partial success)",
     "requests_rejected": "Requests refused whole: malformed, unauthorized, too large",
     "spans_throttled": "Spans refused because the ingest queue was full",
+    "requests_throttled": "Requests refused because too many waited to be decoded",
     "spans_stored": "Spans stored durably",
     "spans_duplicate": "Spans received again and counted once",
     "traces_finalized": "Traces finalized (rollups and attribution stored)",

@@ -1,0 +1,203 @@
+"""The receiver thread: requests decoded one at a time in arrival order, each answered with
+what its decode raised or with the future of its durable spans; too many waiting requests
+and requests at shutdown refused with `Backpressure`, over HTTP a 429 with Retry-After."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serverkit import MS, T0, S, get, post, request, running, span_id, status_of, trace_id
+from spanledger.pricing import PriceBook
+from spanledger.server.otlp import OtlpDecodeError
+from spanledger.server.pipeline import Backpressure, Pipeline
+from spanledger.spans import SpanRecord
+from spanledger.store.duckdb import DuckDBStore
+
+Decode = Callable[[list[str]], Sequence[SpanRecord]]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    store = DuckDBStore(tmp_path / "ledger.duckdb")
+    yield store
+    store.close()
+
+
+def spans(count: int, name: str = "step") -> list[SpanRecord]:
+    tr = trace_id()
+    return [SpanRecord(tr, span_id(), name=name, start_ns=T0, end_ns=T0 + MS) for _ in range(count)]
+
+
+class Held:
+    """A decode that blocks the receiver thread until released: a slow request."""
+
+    def __init__(self, records: Sequence[SpanRecord]) -> None:
+        self.records = records
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, rejected: list[str]) -> Sequence[SpanRecord]:
+        self.entered.set()
+        assert self.release.wait(30)
+        return self.records
+
+
+def test_requests_are_decoded_in_arrival_order_and_answered_once_stored(
+    store: DuckDBStore,
+) -> None:
+    pipeline = Pipeline(store, PriceBook())
+    decoded: list[int] = []
+
+    def decode_for(number: int, records: Sequence[SpanRecord]) -> Decode:
+        def decode(rejected: list[str]) -> Sequence[SpanRecord]:
+            decoded.append(number)
+            return records
+
+        return decode
+
+    batches = [spans(number + 1) for number in range(20)]
+    # Queued before start: they wait for the receiver thread, in order.
+    queued = [pipeline.receive(decode_for(n, b), []) for n, b in enumerate(batches)]
+    assert pipeline.waiting_requests == 20
+    pipeline.start()
+    try:
+        accepted = [future.result(30).result(30) for future in queued]
+        assert decoded == list(range(20))
+        assert accepted == [len(batch) for batch in batches]  # 1 + 2 + ... + 20 = 210
+        assert pipeline.stats.get("spans_received") == 210
+        assert pipeline.stats.get("spans_stored") == 210
+        assert pipeline.waiting_requests == 0
+    finally:
+        pipeline.stop()
+
+
+def test_a_failing_decode_fails_its_request_alone(store: DuckDBStore) -> None:
+    pipeline = Pipeline(store, PriceBook())
+    pipeline.start()
+    try:
+
+        def malformed(rejected: list[str]) -> Sequence[SpanRecord]:
+            raise OtlpDecodeError("not an ExportTraceServiceRequest")
+
+        def broken(rejected: list[str]) -> Sequence[SpanRecord]:
+            raise RuntimeError("a decoder bug")
+
+        records = spans(3)
+        refused = pipeline.receive(malformed, [])
+        crashed = pipeline.receive(broken, [])
+        fine = pipeline.receive(lambda rejected: records, [])
+        with pytest.raises(OtlpDecodeError, match="not an ExportTraceServiceRequest"):
+            refused.result(30)
+        with pytest.raises(RuntimeError, match="a decoder bug"):
+            crashed.result(30)
+        assert fine.result(30).result(30) == 3  # the receiver thread went on
+        assert pipeline.stats.get("spans_received") == 3
+    finally:
+        pipeline.stop()
+
+
+def test_too_many_waiting_requests_are_refused_at_once(store: DuckDBStore) -> None:
+    pipeline = Pipeline(store, PriceBook(), max_waiting_requests=2)
+    pipeline.start()
+    try:
+        held = Held(spans(1))
+        first = pipeline.receive(held, [])
+        assert held.entered.wait(30)  # the receiver works on it: it no longer waits
+        twos = [spans(2), spans(2)]
+        waiting = [pipeline.receive(lambda rejected, r=records: r, []) for records in twos]
+        assert pipeline.waiting_requests == 2
+        refused = pipeline.receive(lambda rejected: spans(5), [])
+        assert isinstance(refused.exception(0), Backpressure)
+        assert refused.exception(0).retry_after == 1.0
+        assert pipeline.stats.get("requests_throttled") == 1
+        held.release.set()
+        # Nothing else was lost: 1 + 2 + 2 spans stored.
+        assert [f.result(30).result(30) for f in [first, *waiting]] == [1, 2, 2]
+        assert pipeline.stats.get("spans_stored") == 5
+    finally:
+        pipeline.stop()
+
+
+def test_stop_refuses_waiting_and_new_requests_without_decoding_them(
+    store: DuckDBStore,
+) -> None:
+    pipeline = Pipeline(store, PriceBook())
+    pipeline.start()
+    held = Held(spans(1))
+    first = pipeline.receive(held, [])
+    assert held.entered.wait(30)
+    called: list[str] = []
+
+    def never(rejected: list[str]) -> Sequence[SpanRecord]:
+        called.append("decoded")
+        return spans(1)
+
+    waiting = pipeline.receive(never, [])
+    stopper = threading.Thread(target=pipeline.stop)
+    stopper.start()
+    while not pipeline._stopping:  # stop() has begun: it waits for the receiver thread
+        threading.Event().wait(0.005)
+    held.release.set()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    for future in (first, waiting, pipeline.receive(never, [])):
+        assert isinstance(future.exception(30), Backpressure)
+        assert future.exception(30).retry_after == 5.0
+    assert called == []
+
+
+def test_waiting_requests_over_the_limit_get_429_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    """The receiver is held inside the first request (its store's encode blocks), the
+    second waits (max_waiting_requests=1), the third is refused at once with 429."""
+    with running(tmp_path, max_waiting_requests=1) as server, httpx.Client(timeout=30) as client:
+        url = server.http_url
+        store = server.pipeline.store
+        entered, release = threading.Event(), threading.Event()
+        encode = store.encode
+
+        def slow_encode(priced: Sequence[object]) -> object:
+            if not release.is_set():
+                entered.set()
+                assert release.wait(30)
+            return encode(priced)
+
+        store.encode = slow_encode  # type: ignore[method-assign]
+        tr = trace_id()
+        answers: list[int] = []
+
+        def send(name: str) -> None:
+            with httpx.Client(timeout=30) as own:
+                answers.append(post(own, url, request([S(tr, span_id(), name=name)])).status_code)
+
+        senders = [threading.Thread(target=send, args=(name,)) for name in ("A", "B")]
+        senders[0].start()
+        assert entered.wait(30)
+        senders[1].start()
+        for _ in range(3000):
+            if get(client, url, "/healthz")["waiting_requests"] == 1:
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the second request never waited")
+
+        refused = post(client, url, request([S(tr, span_id(), name="C")]))
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "1"
+        assert status_of(refused).code == 8  # RESOURCE_EXHAUSTED
+        metrics = client.get(f"{url}/metrics").text
+        assert "spanledger_requests_throttled 1\n" in metrics
+        assert "spanledger_waiting_requests 1\n" in metrics
+
+        release.set()
+        for sender in senders:
+            sender.join(30)
+        assert answers == [200, 200]
+        server.pipeline.flush()
+        assert server.pipeline.stats.get("spans_stored") == 2
