@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -313,3 +315,118 @@ def test_decode_protobuf_without_the_extension_gives_the_same(monkeypatch: Any) 
     fast = decode_protobuf(body)
     monkeypatch.setattr(otlp, "_wire", None)
     same(fast, decode_protobuf(body))
+
+
+# --- `valid`: sure that upb parses the body, checked without the GIL ----------------------
+
+_KINDS = {
+    FieldDescriptor.TYPE_STRING: "string",
+    FieldDescriptor.TYPE_BYTES: "bytes",
+    FieldDescriptor.TYPE_MESSAGE: "message",
+    FieldDescriptor.TYPE_DOUBLE: "fixed64",
+    FieldDescriptor.TYPE_FIXED64: "fixed64",
+    FieldDescriptor.TYPE_SFIXED64: "fixed64",
+    FieldDescriptor.TYPE_FLOAT: "fixed32",
+    FieldDescriptor.TYPE_FIXED32: "fixed32",
+    FieldDescriptor.TYPE_SFIXED32: "fixed32",
+}
+
+
+def test_the_schema_valid_walks_is_the_otlp_protobuf_schema() -> None:
+    """Every message reachable from ExportTraceServiceRequest, every field with its kind,
+    as the generated descriptors (opentelemetry-proto) say."""
+    expected: dict[str, dict[int, tuple[str, str | None]]] = {}
+    pending = [ExportTraceServiceRequest.DESCRIPTOR]
+    while pending:
+        message = pending.pop()
+        if message.full_name in expected:
+            continue
+        fields = expected[message.full_name] = {}
+        for field in message.fields:
+            assert not field.is_packed  # no repeated scalars: `valid` expects none
+            kind = _KINDS.get(field.type, "varint")  # ints, bools and enums
+            inner = field.message_type
+            fields[field.number] = (kind, inner.full_name if inner else None)
+            if inner is not None:
+                pending.append(inner)
+    assert _wire.schema() == expected
+
+
+def upb_parses(body: bytes) -> bool:
+    try:
+        ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_requests_of_known_fields_are_valid(request: ExportTraceServiceRequest) -> None:
+    assert _wire.valid(request.SerializeToString())
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), st.data())
+def test_what_valid_accepts_upb_parses(request: ExportTraceServiceRequest, data: Any) -> None:
+    """Cut, flipped and spliced bodies: `valid` may be unsure of a good body, never sure of
+    a bad one."""
+    body = bytearray(request.SerializeToString())
+    for _ in range(data.draw(st.integers(1, 3))):
+        if not body:
+            break
+        index = data.draw(st.integers(0, len(body) - 1))
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip":
+            body[index] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del body[index : index + data.draw(st.integers(1, 8))]
+        else:
+            body[index:index] = data.draw(st.binary(min_size=1, max_size=4))
+    if _wire.valid(bytes(body)):
+        assert upb_parses(bytes(body))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_valid_only_if_upb_parses_them(data: bytes) -> None:
+    if _wire.valid(data):
+        assert upb_parses(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        (b"\xff", "not UTF-8 at all"),
+        (b"\xc0\xaf", "an overlong form"),
+        (b"\xed\xa0\x80", "a surrogate"),
+        (b"\xf4\x90\x80\x80", "beyond U+10FFFF"),
+        (b"ok\xe2\x82", "cut in the middle of a character"),
+    ],
+)
+def test_a_string_that_is_not_utf8_is_left_to_upb_which_refuses_it(name: bytes, why: str) -> None:
+    span = GOOD.SerializeToString() + _field(5, name)
+    body = _field(1, _field(2, _field(2, span)))
+    assert not _wire.valid(body), why
+    assert not upb_parses(body), why
+    with pytest.raises(otlp.OtlpDecodeError, match="not a valid OTLP"):
+        decode_protobuf(body)
+
+
+def test_utf8_text_of_every_length_is_valid() -> None:
+    for name in ["", "a", "é", "€", "𝄞", "ascii then ключ then 𝄞 then 中文" * 3]:
+        body = _one_span_request(Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name=name))
+        assert _wire.valid(body.SerializeToString()), name
+
+
+def test_an_unknown_field_is_left_to_upb_and_the_span_still_decoded_fast(
+    monkeypatch: Any,
+) -> None:
+    unknown = b"from a newer OTLP"
+    span = GOOD.SerializeToString() + bytes([20 << 3 | 2 | 0x80, 1, len(unknown)]) + unknown
+    body = _field(1, _field(2, _field(2, span)))
+    assert not _wire.valid(body)
+    assert upb_parses(body)
+    monkeypatch.setattr(otlp, "decode_message", None)  # the C reader, not the Python path
+    (record,) = decode_protobuf(body)
+    assert (record.name, record.span_id) == ("chat", "02" * 8)
