@@ -1,6 +1,7 @@
 """The receiver thread: requests decoded one at a time in arrival order, each answered with
 what its decode raised or with the future of its durable spans; too many waiting requests
-and requests at shutdown refused with `Backpressure`, over HTTP a 429 with Retry-After."""
+and requests at shutdown refused with `Backpressure`, over HTTP a 429 with Retry-After; a
+request or batch nobody waits for any more neither lost nor breaking a thread."""
 
 from __future__ import annotations
 
@@ -97,6 +98,29 @@ def test_a_failing_decode_fails_its_request_alone(store: DuckDBStore) -> None:
             crashed.result(30)
         assert fine.result(30).result(30) == 3  # the receiver thread went on
         assert pipeline.stats.get("spans_received") == 3
+    finally:
+        pipeline.stop()
+
+
+def test_a_request_given_up_before_its_turn_is_skipped(store: DuckDBStore) -> None:
+    """A request whose future was cancelled (an HTTP client that went away) is not decoded,
+    and the receiver thread goes on with the next one."""
+    pipeline = Pipeline(store, PriceBook())
+    called: list[str] = []
+
+    def abandoned(rejected: list[str]) -> Sequence[SpanRecord]:
+        called.append("decoded")
+        return spans(1)
+
+    gone = pipeline.receive(abandoned, [])
+    assert gone.cancel()
+    two = spans(2)
+    kept = pipeline.receive(lambda rejected: two, [])
+    pipeline.start()
+    try:
+        assert kept.result(30).result(30) == 2
+        assert called == []
+        assert pipeline.stats.get("spans_received") == 2
     finally:
         pipeline.stop()
 
@@ -201,3 +225,18 @@ def test_waiting_requests_over_the_limit_get_429_with_retry_after(
         assert answers == [200, 200]
         server.pipeline.flush()
         assert server.pipeline.stats.get("spans_stored") == 2
+
+
+def test_a_queued_batch_is_stored_even_if_nobody_waits_for_it(store: DuckDBStore) -> None:
+    """An HTTP client that goes away cancels the asyncio future wrapping its batch's future:
+    that must neither take the batch from the writer nor break the writer."""
+    pipeline = Pipeline(store, PriceBook())
+    queued = pipeline.submit(spans(3))  # the writer is not started: the batch waits
+    assert not queued.cancel()
+    pipeline.start()
+    try:
+        assert queued.result(30) == 3
+        assert pipeline.submit(spans(2)).result(30) == 2  # the writer goes on
+        assert pipeline.stats.get("spans_stored") == 5
+    finally:
+        pipeline.stop()

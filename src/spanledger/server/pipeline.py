@@ -40,12 +40,20 @@ class Backpressure(Exception):
         self.retry_after = retry_after
 
 
+def _running() -> Future[int]:
+    """A future that cannot be cancelled: a queued batch is stored even if the receiver
+    stops waiting for it (`asyncio.wrap_future` cancels what it wraps)."""
+    future: Future[int] = Future()
+    future.set_running_or_notify_cancel()
+    return future
+
+
 @dataclass
 class _Batch:
     spans: Sequence[PricedSpan]
     encoded: Any = None  # the spans in the store's row format
     finalize_all: bool = False  # a barrier: finalize every open trace once stored
-    done: Future[int] = field(default_factory=Future)
+    done: Future[int] = field(default_factory=_running)
 
 
 @dataclass
@@ -153,6 +161,8 @@ class Pipeline:
                 request = requests.popleft()
             if request is None:
                 return
+            if not request.queued.set_running_or_notify_cancel():
+                continue  # its receiver stopped waiting (the client went away)
             if self._stopping:  # not decoded: the client sends it again later
                 request.queued.set_exception(Backpressure(retry_after=5.0))
                 continue
