@@ -19,7 +19,8 @@ import gzip
 import itertools
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,17 @@ def running(tmp_path: Path, **overrides: Any) -> Iterator[Server]:
         yield server
     finally:
         server.close()
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Wait for something another thread does: poll `condition` until it holds. The
+    timeout only keeps a broken test from hanging (generous on a busy machine); no test
+    asserts how long anything took."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened (waited {timeout:g} s): {what}")
+        time.sleep(0.01)
 
 
 class Gate:

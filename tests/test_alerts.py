@@ -21,7 +21,6 @@ import json
 import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serverkit import S, config, get, llm, post, request, span_id, trace_id
+from serverkit import S, config, eventually, get, llm, post, request, span_id, trace_id
 from spanledger.server.config import ConfigError, ServeConfig
 from spanledger.server.run import Server
 
@@ -161,14 +160,6 @@ def metric(client: httpx.Client, server: Server, line: str) -> float:
         if row.startswith(line + " "):
             return float(row.rsplit(" ", 1)[1])
     raise AssertionError(f"{line} not in /metrics:\n{text}")
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait (bounded) for something another thread does; fail if it never happens."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
 
 
 def sonnet() -> dict[str, Any]:
@@ -580,7 +571,10 @@ def test_a_failing_webhook_is_retried_then_the_alert_is_dropped_and_counted(
         send(client, server, [S(trace_id(), span_id(), span_id(), "chat", attrs=sonnet())])
         posts = receiver.wait_for(3, rule="costly-trace", event="firing")
         assert len({json.dumps(p, sort_keys=True) for p in posts}) == 1  # the same event
-        eventually(lambda: metric(client, server, "spanledger_alerts_webhook_dropped") >= 1)
+        eventually(
+            lambda: metric(client, server, "spanledger_alerts_webhook_dropped") >= 1,
+            "a notification dropped",
+        )
         assert metric(client, server, "spanledger_alerts_webhook_dropped") == 1
         assert metric(client, server, "spanledger_alerts_webhook_sent") == 0
         assert len(receiver.posts) == 3  # max_attempts, then given up

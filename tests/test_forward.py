@@ -13,8 +13,7 @@ import json
 import math
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from serverkit import JSON, S, llm, post, request, running, span_id, trace_id
+from serverkit import JSON, S, eventually, llm, post, request, running, span_id, trace_id
 from spanledger.pricing.book import NOT_LLM
 from spanledger.server.forward import Forwarder, encode_spans
 from spanledger.server.otlp import decode_json, decode_protobuf
@@ -41,8 +40,6 @@ from spanledger.server.run import Server
 from spanledger.spans import SpanRecord
 from spanledger.traces import PricedSpan
 from spanledger.usage import Usage
-
-DEADLINE = 60.0  # seconds to wait for the forwarder thread; generous on a busy machine
 
 EVERY_TYPE: dict[str, Any] = {
     "a.str": "hello",
@@ -149,14 +146,6 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-def eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {DEADLINE}s: {what}")
-        time.sleep(0.02)
 
 
 def metric(server: Server, name: str) -> float:

@@ -12,7 +12,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serverkit import MS, T0, S, get, post, request, running, span_id, status_of, trace_id
+from serverkit import (
+    MS,
+    T0,
+    S,
+    eventually,
+    get,
+    post,
+    request,
+    running,
+    span_id,
+    status_of,
+    trace_id,
+)
 from spanledger.pricing import PriceBook
 from spanledger.server.otlp import OtlpDecodeError
 from spanledger.server.pipeline import Backpressure, Pipeline
@@ -164,8 +176,7 @@ def test_stop_refuses_waiting_and_new_requests_without_decoding_them(
     waiting = pipeline.receive(never, [])
     stopper = threading.Thread(target=pipeline.stop)
     stopper.start()
-    while not pipeline._stopping:  # stop() has begun: it waits for the receiver thread
-        threading.Event().wait(0.005)
+    eventually(lambda: pipeline._stopping, "stop() begun (it waits for the receiver thread)")
     held.release.set()
     stopper.join(30)
     assert not stopper.is_alive()
@@ -204,12 +215,10 @@ def test_waiting_requests_over_the_limit_get_429_with_retry_after(
         senders[0].start()
         assert entered.wait(30)
         senders[1].start()
-        for _ in range(3000):
-            if get(client, url, "/healthz")["waiting_requests"] == 1:
-                break
-            threading.Event().wait(0.01)
-        else:
-            raise AssertionError("the second request never waited")
+        eventually(
+            lambda: get(client, url, "/healthz")["waiting_requests"] == 1,
+            "the second request waits",
+        )
 
         refused = post(client, url, request([S(tr, span_id(), name="C")]))
         assert refused.status_code == 429

@@ -11,7 +11,6 @@ storage and finalization; nothing here depends on timing.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +37,7 @@ from serverkit import (
     PROTOBUF,
     Gate,
     S,
+    eventually,
     get,
     json_request,
     llm,
@@ -283,9 +283,9 @@ def test_full_ingest_queue_is_resource_exhausted_with_retry_info(tmp_path: Path)
             assert export(request([S(tr, span_id(), name="first")]), timeout=30) == b""
             assert gate.entered.wait(30)
             queued = export.future(request([S(tr, span_id(), name="queued")]), timeout=30)
-            deadline = time.monotonic() + 30
-            while server.pipeline.queued_spans == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)  # until the queued batch waits on the held writer
+            eventually(
+                lambda: server.pipeline.queued_spans > 0, "the batch waits on the held writer"
+            )
             with pytest.raises(grpc.RpcError) as refused:
                 export(request([S(tr, span_id(), name=f"s{n}") for n in range(2)]), timeout=30)
             gate.open()

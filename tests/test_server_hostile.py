@@ -29,6 +29,7 @@ from serverkit import (
     T0,
     Gate,
     S,
+    eventually,
     get,
     json_request,
     key_values,
@@ -460,10 +461,10 @@ def test_an_unstorable_request_does_not_fail_another_clients_request(
     ]
     for number, sender in enumerate(senders, start=1):
         sender.start()
-        for _ in range(3000):  # wait until this request is in the queue
-            if server.pipeline.queued_spans == number or not sender.is_alive():
-                break
-            threading.Event().wait(0.01)
+        eventually(
+            lambda n=number, s=sender: server.pipeline.queued_spans == n or not s.is_alive(),
+            f"request {number} queued",
+        )
     gate.open()
     for sender in senders:
         sender.join(30)

@@ -31,6 +31,7 @@ from serverkit import (
     PROTOBUF,
     Gate,
     S,
+    eventually,
     get,
     json_request,
     llm,
@@ -347,11 +348,10 @@ def test_the_same_span_in_concurrent_requests_of_one_group_commit(
 
 def wait_for_queued(client: httpx.Client, server: Server, spans: int) -> None:
     """Poll /healthz until `spans` spans wait in the ingest queue (no fixed sleeps)."""
-    for _ in range(3000):
-        if get(client, server.http_url, "/healthz")["queued_spans"] == spans:
-            return
-        threading.Event().wait(0.01)
-    raise AssertionError(f"never saw {spans} queued spans")
+    eventually(
+        lambda: get(client, server.http_url, "/healthz")["queued_spans"] == spans,
+        f"{spans} spans queued",
+    )
 
 
 # --- authentication ----------------------------------------------------------------------
