@@ -624,6 +624,17 @@ def send_all(url: str, bodies: Sequence[bytes], clients: int) -> tuple[SendResul
     return result, time.perf_counter() - began
 
 
+def pipeline_busy_s(url: str) -> dict[str, float]:
+    """`spanledger_pipeline_busy_seconds_total` by thread, from the server's /metrics."""
+    prefix = 'spanledger_pipeline_busy_seconds_total{thread="'
+    busy = {}
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(prefix):
+            labels, _, value = line.partition("} ")
+            busy[labels[len(prefix) : -1]] = float(value)
+    return busy
+
+
 def verify(db: Path) -> dict[str, Any]:
     """What the DuckDB file holds after the server has shut down."""
     with duckdb.connect(str(db), read_only=True) as con:
@@ -668,12 +679,14 @@ def run_server(
             spy = PySpy(py_spy, server.proc.pid, workdir / "py-spy.txt")
         cpu_before = server.cpu_s()
         threads_before = thread_cpu_s(server.proc.pid)
+        busy_before = pipeline_busy_s(server.url)
         client_cpu_before = time.process_time()
         machine_before = machine_busy_s()
         sent, wall_s = send_all(server.url, workload.bodies, clients)
         machine_cpu = machine_busy_s() - machine_before
         cpu_ingest = server.cpu_s() - cpu_before
         threads_after = thread_cpu_s(server.proc.pid)
+        busy_after = pipeline_busy_s(server.url)
         client_cpu = time.process_time() - client_cpu_before
         peak_ingest_kib = proc_memory_kib(server.proc.pid)["VmHWM"]
         spied = spy.stop() if spy else None
@@ -709,6 +722,11 @@ def run_server(
         "server_cores_busy": cpu_ingest / wall_s,
         "server_cpu_us_per_span": cpu_ingest / max(sent.acked_spans, 1) * 1e6,
         "server_thread_cpu_s": [round(cpu, 2) for cpu in per_thread if cpu > 0],
+        # Share of the run each pipeline thread spent working (not waiting for work).
+        "pipeline_busy": {
+            thread: (busy_after[thread] - busy_before.get(thread, 0.0)) / wall_s
+            for thread in busy_after
+        },
         "timeline_window_s": TIMELINE_WINDOW_S,
         "timeline_spans_per_s": timeline(sent.acked_at_s, wall_s, TIMELINE_WINDOW_S),
         "server_cpu_s_shutdown": total_cpu - cpu_before_stop if total_cpu else None,
@@ -1052,6 +1070,12 @@ def print_report(result: dict[str, Any]) -> None:
         "  CPU s per server thread during ingest (busiest first): "
         + ", ".join(f"{cpu:.1f}" for cpu in threads[:6])
         + f" of {e2e['wall_s']:.1f} s wall"
+    )
+    busy = e2e["pipeline_busy"]
+    print(
+        "  pipeline threads working (not waiting for work): "
+        + ", ".join(f"{thread} {share:.0%}" for thread, share in busy.items())
+        + " of the run; one near 100% is the stage that limits ingest"
     )
     print(
         f"  durable spans/s per {e2e['timeline_window_s']:.0f} s window: "

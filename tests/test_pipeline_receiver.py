@@ -6,6 +6,7 @@ request or batch nobody waits for any more neither lost nor breaking a thread.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -249,3 +250,32 @@ def test_a_queued_batch_is_stored_even_if_nobody_waits_for_it(store: DuckDBStore
         assert pipeline.stats.get("spans_stored") == 5
     finally:
         pipeline.stop()
+
+
+def test_busy_seconds_count_work_not_waiting_and_are_on_metrics(tmp_path: Path) -> None:
+    """`spanledger_pipeline_busy_seconds_total`: time each thread spent on requests and
+    batches. Idle threads add nothing; a decode that takes 0.2 s adds at least that."""
+    with running(tmp_path) as server, httpx.Client(timeout=30) as client:
+        pipeline = server.pipeline
+        time.sleep(0.3)  # both threads wait for work
+        assert pipeline.busy_seconds["receiver"] == 0.0
+
+        records = spans(3)
+
+        def slow_decode(rejected: list[str]) -> Sequence[SpanRecord]:
+            time.sleep(0.2)
+            return records
+
+        assert pipeline.receive(slow_decode, []).result(30).result(30) == 3
+        assert pipeline.busy_seconds["receiver"] >= 0.2
+        eventually(lambda: pipeline.busy_seconds["writer"] > 0.0, "the writer's time counted")
+
+        lines = client.get(f"{server.http_url}/metrics").text.splitlines()
+        busy = {
+            line.split('"')[1]: float(line.rpartition(" ")[2])
+            for line in lines
+            if line.startswith("spanledger_pipeline_busy_seconds_total{")
+        }
+        assert busy.keys() == {"receiver", "writer"}
+        assert busy["receiver"] >= 0.2 and busy["writer"] > 0.0
+        assert "# TYPE spanledger_pipeline_busy_seconds_total counter" in lines
