@@ -626,13 +626,13 @@ def send_all(url: str, bodies: Sequence[bytes], clients: int) -> tuple[SendResul
 
 
 def pipeline_busy_s(url: str) -> dict[str, float]:
-    """`spanledger_pipeline_busy_seconds_total` by thread, from the server's /metrics."""
-    prefix = 'spanledger_pipeline_busy_seconds_total{thread="'
+    """`spanledger_{receiver,writer}_busy_seconds` from the server's /metrics."""
     busy = {}
     for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(prefix):
-            labels, _, value = line.partition("} ")
-            busy[labels[len(prefix) : -1]] = float(value)
+        name, _, value = line.partition(" ")
+        for thread in ("receiver", "writer"):
+            if name == f"spanledger_{thread}_busy_seconds":
+                busy[thread] = float(value)
     return busy
 
 

@@ -118,10 +118,6 @@ class Pipeline:
             target=self._receive_all, name="spanledger-receiver", daemon=True
         )
         self._thread = threading.Thread(target=self._run, name="spanledger-writer", daemon=True)
-        # Seconds each thread spent working, not waiting for work: the stage whose time
-        # grows about as fast as the clock's is the one that limits ingest.
-        self.busy_seconds = {"receiver": 0.0, "writer": 0.0}
-        self.stats.collectors.append(self._busy_metrics)
 
     # -- receivers' side -------------------------------------------------------------------
     def start(self) -> None:
@@ -175,7 +171,7 @@ class Pipeline:
                 request.queued.set_result(self._receive(request.decode, request.rejected))
             except BaseException as error:  # the receiver answers it; this thread goes on
                 request.queued.set_exception(error)
-            self.busy_seconds["receiver"] += time.perf_counter() - began
+            self.stats.count("receiver_busy_seconds", time.perf_counter() - began)
 
     def _receive(
         self, decode: Callable[[list[str]], Sequence[SpanRecord]], rejected: list[str]
@@ -237,18 +233,6 @@ class Pipeline:
         if self._queued_spans + count > self.max_queued_spans and self._queue:
             self.stats.count("spans_throttled", count)
             raise Backpressure(retry_after=1.0)
-
-    def _busy_metrics(self) -> list[str]:
-        metric = "spanledger_pipeline_busy_seconds_total"
-        return [
-            f"# HELP {metric} Seconds the receiver thread (decode, price, encode) and the "
-            "writer thread (store, finalize) spent working rather than waiting for work",
-            f"# TYPE {metric} counter",
-            *(
-                f'{metric}{{thread="{name}"}} {seconds!r}'
-                for name, seconds in self.busy_seconds.items()
-            ),
-        ]
 
     @property
     def queued_spans(self) -> int:
@@ -315,7 +299,7 @@ class Pipeline:
             for batch in batches:
                 if not batch.spans and not batch.done.done():
                     batch.done.set_result(0)  # a barrier: everything before it is done
-            self.busy_seconds["writer"] += time.perf_counter() - began
+            self.stats.count("writer_busy_seconds", time.perf_counter() - began)
             if stopping and not self._queue:
                 return
 

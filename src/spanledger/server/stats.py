@@ -20,6 +20,9 @@ HELP = {
     "forward_sent": "Enriched spans forwarded downstream",
     "forward_dropped": "Enriched spans dropped by the forwarder (queue full or downstream down)",
     "requests_total": "OTLP export requests received",
+    # The thread whose seconds grow about as fast as the clock's limits ingest.
+    "receiver_busy_seconds": "Seconds the receiver thread decoded, priced and encoded requests",
+    "writer_busy_seconds": "Seconds the writer thread stored batches and finalized traces",
     "alerts_webhook_sent": "Alert notifications (firing or resolved) the webhook accepted",
     "alerts_webhook_dropped": "Alert notifications dropped (queue full or webhook down)",
 }
@@ -36,7 +39,7 @@ class Stats:
         self.gauges: dict[str, Callable[[], float]] = {}
         self.collectors: list[Callable[[], list[str]]] = []
 
-    def count(self, name: str, amount: int = 1) -> None:
+    def count(self, name: str, amount: float = 1) -> None:
         with self._lock:
             self._counts[name] += amount
 
@@ -44,7 +47,7 @@ class Stats:
         with self._lock:
             self._cost[key] += amount
 
-    def get(self, name: str) -> int:
+    def get(self, name: str) -> float:
         with self._lock:
             return self._counts[name]
 
