@@ -11,7 +11,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import httpx
 import openai
 import pytest
 
+from serverkit import eventually
 from spanledger.demo.provider import DEFAULT_REPLY, FakeProvider
 
 REPLY_TOKENS = 12  # len(DEFAULT_REPLY) == 50 -> 12
@@ -528,16 +528,19 @@ def test_standalone_module_serves_on_the_given_port() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    health = f"http://127.0.0.1:{port}/_fake/health"
+
+    def answers() -> bool:
+        assert process.poll() is None, process.stdout and process.stdout.read()
+        try:
+            _get_json(health)
+        except urllib.error.URLError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                assert _get_json(f"http://127.0.0.1:{port}/_fake/health") == {"ok": True}
-                break
-            except urllib.error.URLError:
-                assert process.poll() is None, process.stdout and process.stdout.read()
-                assert time.monotonic() < deadline, "standalone provider did not answer"
-                time.sleep(0.1)
+        eventually(answers, "the standalone provider answers", timeout=20)
+        assert _get_json(health) == {"ok": True}
         with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="test") as client:
             response = client.chat.completions.create(
                 model="o4-mini", messages=[{"role": "user", "content": "hi"}]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 import weakref
 
 import pyarrow as pa
 import pytest
 
+from serverkit import eventually
 from spanledger.server.heap import HeapFreezer, arrow_on_malloc
 
 
@@ -54,10 +54,13 @@ def test_the_thread_freezes_collects_and_thaws_on_stop() -> None:
     freezer = HeapFreezer(freeze_every=0.01, collect_every=0.05).start()
     try:
         frozen = 0
-        deadline = time.monotonic() + 10  # polling timeout, not a timing assertion
-        while (freezer.collections < 2 or not frozen) and time.monotonic() < deadline:
+
+        def frozen_and_collected_twice() -> bool:
+            nonlocal frozen
             frozen = max(frozen, gc.get_freeze_count())
-            time.sleep(0.005)
+            return freezer.collections >= 2 and frozen > 0
+
+        eventually(frozen_and_collected_twice, "the freezer froze and collected", timeout=10)
         assert frozen > 0
         assert freezer.collections >= 2
     finally:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import spanledger
+from serverkit import eventually
 from spanledger.demo.provider import DEFAULT_REPLY, FakeProvider
 
 RATES = """\
@@ -176,16 +176,21 @@ class HttpService:
 
     def __enter__(self) -> HttpService:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while True:  # wait until it answers (not a timing assertion: a start-up wait)
-            try:
-                _no_proxy.open(f"{self.url}/health", timeout=1).read()
-                return self
-            except OSError:
-                if not self.thread.is_alive() or time.monotonic() > deadline:
-                    self.__exit__()
-                    raise RuntimeError(f"downstream service did not start on {self.url}") from None
-                time.sleep(0.02)
+        try:
+            eventually(self._answers, f"the downstream service answers on {self.url}", timeout=10)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        if not self.thread.is_alive():
+            raise RuntimeError(f"downstream service did not start on {self.url}")
+        try:
+            _no_proxy.open(f"{self.url}/health", timeout=1).read()
+        except OSError:
+            return False
+        return True
 
     def __exit__(self, *exc_info: object) -> None:
         self.server.should_exit = True
