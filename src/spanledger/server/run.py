@@ -23,6 +23,7 @@ from spanledger.server.heap import HeapFreezer, arrow_on_malloc
 from spanledger.server.pipeline import Pipeline
 from spanledger.server.stats import Stats
 from spanledger.store.duckdb import DuckDBStore
+from spanledger.store.process import ProcessStore
 from spanledger.traces import Dimensions
 
 log = logging.getLogger("spanledger.server")
@@ -35,7 +36,7 @@ class Server:
 
     config: ServeConfig
     pipeline: Pipeline
-    store: DuckDBStore
+    store: DuckDBStore | ProcessStore
     app: Any
     stoppers: list[Any] = field(default_factory=list)
     forwarder: Forwarder | None = None
@@ -49,7 +50,7 @@ class Server:
     @classmethod
     def build(cls, config: ServeConfig) -> Server:
         book = PriceBook.from_files(config.rates, use_defaults=config.use_default_prices)
-        store = DuckDBStore(
+        store = (ProcessStore if config.db_process else DuckDBStore)(
             config.db,
             memory_limit=config.db_memory_limit,
             checkpoint_threshold=config.db_checkpoint_threshold,
