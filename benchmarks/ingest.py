@@ -6,9 +6,8 @@ What is measured, in one run, over the same request bodies:
    threads (one keep-alive `httpx.Client` each) POST pre-built `ExportTraceServiceRequest`
    bodies of 512 spans to `/v1/traces`. A 200 answer means the batch is committed to DuckDB
    (the server acknowledges only durable spans), so acknowledged spans / wall time is the
-   durable ingest rate. The server's CPU time (/proc/<pid>/stat) and peak RSS are read for
-   the server's processes together: `spanledger serve`, its store process (DuckDB) and the
-   forkserver that started it (RSS summed every 50 ms; shared pages count once per process).
+   durable ingest rate. The server's CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) are
+   read for the server process alone.
 2. baseline: `spanledger.server.otlp.decode_protobuf` on the same bodies, in this process.
 3. decode + price: the same, then `PriceBook.price_attributes` on every span (the pricing
    core the server runs on each span).
@@ -498,72 +497,36 @@ def machine_busy_s() -> float:
     return (sum(ticks[:8]) - idle) / CLK_TCK  # user..steal; guest time is inside user
 
 
-def process_tree(pid: int) -> list[int]:
-    """A process and its descendants: the server's store process runs under a forkserver."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        with contextlib.suppress(OSError):
-            for tid in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{tid}/children") as children:
-                    todo.extend(int(child) for child in children.read().split())
-    return found
-
-
-def tree_cpu_s(pid: int) -> dict[int, float]:
-    """CPU seconds of a process and of each of its descendants, by pid."""
-    found = {}
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError, ValueError):
-            found[member] = proc_cpu_s(member)
-    return found
-
-
 def thread_cpu_s(pid: int) -> dict[int, float]:
-    """CPU seconds of each thread of a process and its descendants (/proc/<pid>/task)."""
+    """CPU seconds of each thread of a process (/proc/<pid>/task/<tid>/stat)."""
     found = {}
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for tid in os.listdir(f"/proc/{member}/task"):
-                with contextlib.suppress(OSError, ValueError):
-                    found[int(tid)] = proc_cpu_s(f"{member}/task/{tid}")  # type: ignore[arg-type]
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError, ValueError):
+            found[int(tid)] = proc_cpu_s(f"{pid}/task/{tid}")  # type: ignore[arg-type]
     return found
 
 
 class ServerProcess:
-    """`spanledger serve` on a fresh DuckDB file, with a sampler of its processes. The gRPC
+    """`spanledger serve` on a fresh DuckDB file, with a sampler of its peak RSS. The gRPC
     receiver runs too (on a free port, idle), as in a default deployment."""
 
-    def __init__(self, db: Path, log: Path, *, store_process: bool = True) -> None:
+    def __init__(self, db: Path, log: Path) -> None:
         self.db = db
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cli = Path(sys.executable).with_name("spanledger")
         command = [str(cli)] if cli.exists() else [sys.executable, "-m", "spanledger.cli"]
         command += ["serve", "--db", str(db), "--http-port", str(self.port), "--grpc-port", "0"]
-        if not store_process:  # DuckDB in the server's own process (`db_process: false`)
-            config = db.with_suffix(".yaml")
-            config.write_text("db_process: false\n", encoding="utf-8")
-            command += ["--config", str(config)]
         self._log = log.open("wb")
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
-        self.peak_kib = 0  # the server's processes together
-        self.last_cpu_s: dict[int, float] = {}
+        self.peak_kib = 0
         self._sampling = True
         self._sampler = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        """Every 50 ms: the RSS of the server's processes together (its peak), and each
-        one's CPU seconds (the last seen of the store process, which outlives no sample
-        by more than 50 ms, counts as its total)."""
         while self._sampling:
-            rss = 0
-            for pid in process_tree(self.proc.pid):
-                with contextlib.suppress(OSError, ValueError, KeyError):  # KeyError: exiting
-                    rss += proc_memory_kib(pid)["VmRSS"]
-                    self.last_cpu_s[pid] = proc_cpu_s(pid)
-            self.peak_kib = max(self.peak_kib, rss)
+            with contextlib.suppress(OSError, ValueError, KeyError):  # KeyError: exiting
+                self.peak_kib = max(self.peak_kib, proc_memory_kib(self.proc.pid)["VmHWM"])
             time.sleep(0.05)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
@@ -581,8 +544,7 @@ class ServerProcess:
         raise RuntimeError("spanledger serve did not answer /healthz in time")
 
     def cpu_s(self) -> float:
-        """The server's CPU seconds so far, its store process's included."""
-        return sum(tree_cpu_s(self.proc.pid).values())
+        return proc_cpu_s(self.proc.pid)
 
     def stop(self, timeout: float = 300.0) -> float:
         """SIGINT (Ctrl-C): the server stores what is queued and finalizes open traces."""
@@ -707,15 +669,10 @@ def timeline(acked_at_s: Sequence[float], wall_s: float, window_s: float) -> lis
 
 
 def run_server(
-    workload: Workload,
-    clients: int,
-    workdir: Path,
-    py_spy: str | None,
-    *,
-    store_process: bool = True,
+    workload: Workload, clients: int, workdir: Path, py_spy: str | None
 ) -> dict[str, Any]:
     db = workdir / "ingest.duckdb"
-    server = ServerProcess(db, workdir / "server.log", store_process=store_process)
+    server = ServerProcess(db, workdir / "server.log")
     spy = None
     try:
         startup_s = server.wait_ready()
@@ -732,7 +689,7 @@ def run_server(
         threads_after = thread_cpu_s(server.proc.pid)
         busy_after = pipeline_busy_s(server.url)
         client_cpu = time.process_time() - client_cpu_before
-        peak_ingest_kib = server.peak_kib
+        peak_ingest_kib = proc_memory_kib(server.proc.pid)["VmHWM"]
         spied = spy.stop() if spy else None
         with httpx.Client(base_url=server.url) as client:
             health = client.get("/healthz").json()
@@ -743,15 +700,12 @@ def run_server(
     except BaseException:
         server.kill()
         raise
-    # The server's own CPU comes with its exit status; its store process is not the
-    # server's child (a forkserver's), so its CPU is the sampler's last reading.
-    total_cpu = max(_child_cpu_s() - reaped_before, sum(server.last_cpu_s.values()))
+    total_cpu = _child_cpu_s() - reaped_before
     per_thread = sorted(
         (cpu - threads_before.get(tid, 0.0) for tid, cpu in threads_after.items()), reverse=True
     )
     return {
         "clients": clients,
-        "store_process": store_process,
         "startup_s": startup_s,
         "wall_s": wall_s,
         "acked_spans": sent.acked_spans,
@@ -1003,9 +957,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             measure("decode_price_store", "+ encode + INSERT (store.write), one thread", spans,
                     lambda: decode_price_store(bodies, book, workdir / "ceiling.duckdb"))
         )  # fmt: skip
-        server = run_server(
-            workload, args.clients, workdir, py_spy, store_process=not args.embedded_store
-        )
+        server = run_server(workload, args.clients, workdir, py_spy)
         profiled = profile(bodies, spans, workdir, args.top) if args.profile else None
     decode, priced, stored = timings
     rate = server["durable_spans_per_s"]
@@ -1086,8 +1038,7 @@ def print_report(result: dict[str, Any]) -> None:
     print(
         f"method: {e2e['clients']} client threads (keep-alive httpx) POST each body once; "
         "durable = acknowledged 200 (committed to DuckDB); in-process baselines best of "
-        f"{ROUNDS} rounds after a warm-up, GC on; DuckDB in "
-        + ("a store process of its own" if e2e["store_process"] else "the server's process")
+        f"{ROUNDS} rounds after a warm-up, GC on"
     )
     print()
     rate = e2e["durable_spans_per_s"]
@@ -1115,8 +1066,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(
         f"server: {e2e['server_cpu_s_ingest']:.2f} CPU s during ingest "
         f"({e2e['server_cores_busy']:.2f} cores busy, {e2e['server_cpu_us_per_span']:.1f} "
-        f"CPU us/span); peak RSS (its processes) {e2e['peak_rss_mib_ingest']:.0f} MiB during "
-        f"ingest, {e2e['peak_rss_mib_total']:.0f} MiB incl. shutdown"
+        f"CPU us/span); peak RSS {e2e['peak_rss_mib_ingest']:.0f} MiB during ingest, "
+        f"{e2e['peak_rss_mib_total']:.0f} MiB incl. shutdown"
     )
     threads = e2e["server_thread_cpu_s"]
     print(
@@ -1226,11 +1177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="?",
         const="auto",
         help="sample the server with py-spy during the run (PATH, or py-spy on PATH)",
-    )
-    parser.add_argument(
-        "--embedded-store",
-        action="store_true",
-        help="run DuckDB in the server's own process (db_process: false), for comparison",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable results")
     args = parser.parse_args(argv)

@@ -23,18 +23,15 @@ from spanledger.server.pipeline import trace_summary
 from spanledger.spans import SpanRecord
 from spanledger.store import TraceFilter
 from spanledger.store.duckdb import DuckDBStore
-from spanledger.store.process import ProcessStore
 from spanledger.traces import PricedSpan, Trace
 from spanledger.usage import Usage
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
-@pytest.fixture(params=[DuckDBStore, ProcessStore], ids=["in-process", "own-process"])
-def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DuckDBStore]:
-    """Each test runs on the embedded store and on the same store in a process of its own
-    (`ProcessStore`, what `spanledger serve` runs): the answers must be the same."""
-    opened = request.param(tmp_path / "ledger.duckdb")
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DuckDBStore]:
+    opened = DuckDBStore(tmp_path / "ledger.duckdb")
     yield opened
     opened.close()
 

@@ -4,7 +4,6 @@
 db: spanledger.duckdb
 db_memory_limit: 2GB                     # DuckDB's buffer memory (default: 80% of the RAM)
 db_checkpoint_threshold: 256MB           # WAL size that triggers a checkpoint
-db_process: true                         # DuckDB in a process of its own (false: in this one)
 http: {host: 127.0.0.1, port: 4318, max_body_bytes: 16777216}
 grpc: {host: 127.0.0.1, port: 4317, enabled: true}  # enabled: false turns gRPC off
 token: s3cret                            # bearer token for OTLP and the API
@@ -195,7 +194,6 @@ class ServeConfig(_Strict):
     db_checkpoint_threshold: str = Field(
         default="256MB", pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$"
     )
-    db_process: bool = True
     http: HttpListener = HttpListener()
     grpc: GrpcListener = GrpcListener()
     token: str | None = None

@@ -23,7 +23,6 @@ from spanledger.server.heap import HeapFreezer, arrow_on_malloc
 from spanledger.server.pipeline import Pipeline
 from spanledger.server.stats import Stats
 from spanledger.store.duckdb import DuckDBStore
-from spanledger.store.process import ProcessStore
 from spanledger.traces import Dimensions
 
 log = logging.getLogger("spanledger.server")
@@ -36,7 +35,7 @@ class Server:
 
     config: ServeConfig
     pipeline: Pipeline
-    store: DuckDBStore | ProcessStore
+    store: DuckDBStore
     app: Any
     stoppers: list[Any] = field(default_factory=list)
     forwarder: Forwarder | None = None
@@ -50,7 +49,7 @@ class Server:
     @classmethod
     def build(cls, config: ServeConfig) -> Server:
         book = PriceBook.from_files(config.rates, use_defaults=config.use_default_prices)
-        store = (ProcessStore if config.db_process else DuckDBStore)(
+        store = DuckDBStore(
             config.db,
             memory_limit=config.db_memory_limit,
             checkpoint_threshold=config.db_checkpoint_threshold,

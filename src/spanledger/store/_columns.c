@@ -1,4 +1,4 @@
-/* PricedSpans -> Arrow column buffers, in one pass (the fast path of duckdb.encode_spans).
+/* PricedSpans -> Arrow column buffers, in one pass (the fast path of duckdb._encode).
  *
  * Why C: encoding runs on the receiver thread holding the GIL, so it bounds ingest. In
  * Python each column is a comprehension (a list of Python objects) and then a pyarrow
@@ -295,7 +295,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_columns",
-    "PricedSpans -> Arrow column buffers (the fast path of duckdb.encode_spans).", -1, methods,
+    "PricedSpans -> Arrow column buffers (the fast path of duckdb._encode).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__columns(void) {

@@ -216,7 +216,7 @@ class DuckDBStore:
     def encode(self, spans: Sequence[PricedSpan]) -> pa.Table:
         """The spans as rows of the `spans` table (an Arrow table). Receivers call this on
         their own threads, so the writer only writes."""
-        return encode_spans(spans)
+        return _encode(spans)
 
     def write(self, batches: Sequence[pa.Table]) -> int:
         batches = [batch for batch in batches if batch.num_rows]
@@ -230,13 +230,15 @@ class DuckDBStore:
             return int(inserted[0]) if inserted else 0
 
     def update_derived(self, spans: Sequence[PricedSpan]) -> None:
-        if spans:
-            self.write_derived(encode_derived(spans))
-
-    def write_derived(self, derived: pa.Table) -> None:
-        """Store finalized spans' derived columns (`encode_derived`) and mark them final."""
-        if not derived.num_rows:
+        if not spans:
             return
+        columns = {
+            **_key_columns([s.record.trace_id for s in spans], [s.record.span_id for s in spans]),
+            **_derived(spans),
+        }
+        derived = pa.table(  # noqa: F841 (read by name in SQL)
+            {name: _arrow(name, column) for name, column in columns.items()}
+        )
         update = """
             UPDATE spans SET user_id = d.user_id, department = d.department,
                 tenant = d.tenant, agent = d.agent, conversation = d.conversation,
@@ -251,7 +253,7 @@ class DuckDBStore:
             # without reading the rest (3 ms instead of 200 ms at 10 million spans). Only a
             # trace reopened by a late span has older rows to update as well.
             updated = self._db.execute(update + " AND NOT spans.finalized").fetchone()
-            if updated is None or updated[0] < derived.num_rows:
+            if updated is None or updated[0] < len(spans):
                 self._db.execute(update)
 
     def save_traces(self, summaries: Sequence[dict[str, Any]]) -> None:
@@ -974,7 +976,7 @@ _DIMENSIONS = ("user", "department", "tenant", "agent", "conversation", "service
 _INT = frozenset({int})
 
 
-def encode_spans(spans: Sequence[PricedSpan]) -> pa.Table:
+def _encode(spans: Sequence[PricedSpan]) -> pa.Table:
     """Column by column, no row tuples to transpose. This runs on a receiver thread holding
     the GIL, so it bounds ingest."""
     spans = spans if isinstance(spans, list) else list(spans)
@@ -1071,15 +1073,6 @@ def _plain_lists(spans: list[PricedSpan]) -> dict[str, Any]:
             values = [value or None for value in values]
         columns[column] = _money(values) if kind == "m" else values
     return columns
-
-
-def encode_derived(spans: Sequence[PricedSpan]) -> pa.Table:
-    """Finalized spans' keys and the columns `Trace.assemble` filled in (`write_derived`)."""
-    columns = {
-        **_key_columns([s.record.trace_id for s in spans], [s.record.span_id for s in spans]),
-        **_derived(spans),
-    }
-    return pa.table({name: _arrow(name, column) for name, column in columns.items()})
 
 
 def _arrow(name: str, column: Any) -> pa.Array:
