@@ -74,7 +74,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from spanledger import conventions as c
 from spanledger.conventions import DEFAULT_DIMENSIONS
 from spanledger.pricing import PriceBook
-from spanledger.server.finalized import BUCKETS, FinalizedFilter
 from spanledger.server.otlp import decode_protobuf
 from spanledger.server.pipeline import Pipeline, _Batch
 from spanledger.spans import SpanRecord
@@ -826,7 +825,7 @@ def replay_pipeline(bodies: Sequence[bytes], db: Path) -> tuple[Pipeline, Callab
     pipeline = Pipeline(store, book, dimensions=Dimensions(dict(DEFAULT_DIMENSIONS)))
     # What `start()` reads from the ledger (empty here): until then every trace may have
     # been finalized, and each batch would ask the store, which the server never does.
-    pipeline._finalized = FinalizedFilter(store.finalized_buckets(BUCKETS), BUCKETS)
+    pipeline.resume()
 
     def run() -> None:
         for body in bodies:

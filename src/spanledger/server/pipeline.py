@@ -121,14 +121,19 @@ class Pipeline:
 
     # -- receivers' side -------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer, first reopening traces a previous run stored but did not get
-        to finalize (it stopped or crashed within their idle window)."""
+        """Start the receiver and the writer, once the ledger is read (`resume`)."""
+        self.resume()
+        self._thread.start()
+        self._receiver.start()
+
+    def resume(self) -> None:
+        """Read what earlier runs left in the ledger: which traces are finalized, and the
+        traces a previous run stored but did not get to finalize (it stopped or crashed
+        within their idle window), reopened."""
         self._finalized = FinalizedFilter(self.store.finalized_buckets(BUCKETS), BUCKETS)
         now = time.monotonic()
         for trace_id in self.store.unfinalized_traces():
             self._file(self.store.load_trace(trace_id), now)
-        self._thread.start()
-        self._receiver.start()
 
     def receive(
         self, decode: Callable[[list[str]], Sequence[SpanRecord]], rejected: list[str]
