@@ -430,3 +430,22 @@ def test_an_unknown_field_is_left_to_upb_and_the_span_still_decoded_fast(
     monkeypatch.setattr(otlp, "decode_message", None)  # the C reader, not the Python path
     (record,) = decode_protobuf(body)
     assert (record.name, record.span_id) == ("chat", "02" * 8)
+
+
+@pytest.mark.parametrize(
+    ("varint", "fits"),
+    [
+        (b"\x05", True),
+        (b"\xff" * 9 + b"\x01", True),  # ten bytes: how a negative int is written
+        (b"\xff" * 9 + b"\x02", False),  # ten bytes, beyond 64 bits
+        (b"\xff" * 10 + b"\x01", False),  # eleven bytes
+    ],
+)
+def test_a_varint_is_valid_only_within_64_bits(varint: bytes, fits: bool) -> None:
+    """The span's `kind` (field 6, a varint) written in 1, 10 or 11 bytes: `valid` takes
+    what fits 64 bits, and leaves the rest to upb."""
+    span = GOOD.SerializeToString() + bytes([6 << 3]) + varint
+    body = _field(1, _field(2, _field(2, span)))
+    assert _wire.valid(body) is fits
+    if fits:
+        assert upb_parses(body)

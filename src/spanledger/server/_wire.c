@@ -784,31 +784,26 @@ static int utf8(Buf s) {
     return 1;
 }
 
-/* A varint that fits 64 bits (a 10th byte of 0 or 1: negative ints take all ten). */
-static int short_varint(Buf *b) {
-    for (int i = 0; i < 10; i++) {
-        if (b->p >= b->end) return 0;
-        uint8_t byte = *b->p++;
-        if (i == 9) return byte <= 1;
-        if (!(byte & 0x80)) return 1;
-    }
-    return 0;
+/* A varint that fits 64 bits (a 10th byte of 0 or 1: negative ints take all ten), read
+ * as `read_varint` reads it; 0 for anything else. */
+static int varint64(Buf *b, uint64_t *out) {
+    const uint8_t *start = b->p;
+    if (read_varint(b, out) != OK) return 0;
+    return b->p - start < 10 || b->p[-1] <= 1;
 }
 
 static int valid(Buf b, int message, int depth) {
     if (depth > MAX_DEPTH) return 0;
     while (b.p < b.end) {
-        Buf tag_start = b;
-        if (!short_varint(&b)) return 0;
-        uint64_t tag;
-        if (read_varint(&tag_start, &tag) != OK) return 0;
+        uint64_t tag, value;
+        if (!varint64(&b, &tag)) return 0;
         uint64_t number = tag >> 3, wire = tag & 7;
         if (number < 1 || number > MAX_FIELD) return 0;
         Spec spec = SCHEMA[message][number];
         if (spec.kind == 0 || WIRE_OF[spec.kind] != wire) return 0;
         switch (spec.kind) {
             case K_VARINT:
-                if (!short_varint(&b)) return 0;
+                if (!varint64(&b, &value)) return 0;
                 break;
             case K_FIXED64:
                 if (b.end - b.p < 8) return 0;
@@ -819,12 +814,9 @@ static int valid(Buf b, int message, int depth) {
                 b.p += 4;
                 break;
             default: { /* length-delimited */
-                Buf size_at = b;
-                uint64_t size;
-                if (!short_varint(&b) || read_varint(&size_at, &size) != OK) return 0;
-                if (size > (uint64_t)(b.end - b.p)) return 0;
-                Buf inner = {b.p, b.p + size};
-                b.p += size;
+                if (!varint64(&b, &value) || value > (uint64_t)(b.end - b.p)) return 0;
+                Buf inner = {b.p, b.p + value};
+                b.p += value;
                 if (spec.kind == K_STRING && !utf8(inner)) return 0;
                 if (spec.kind == K_MESSAGE && !valid(inner, spec.message, depth + 1)) return 0;
             }
