@@ -27,6 +27,7 @@ from serverkit import (
     trace_id,
 )
 from spanledger.pricing import PriceBook
+from spanledger.server import pipeline as pipeline_module
 from spanledger.server.otlp import OtlpDecodeError
 from spanledger.server.pipeline import Backpressure, Pipeline
 from spanledger.spans import SpanRecord
@@ -252,24 +253,46 @@ def test_a_queued_batch_is_stored_even_if_nobody_waits_for_it(store: DuckDBStore
         pipeline.stop()
 
 
-def test_busy_seconds_count_work_not_waiting_and_are_on_metrics(tmp_path: Path) -> None:
+class ThreadClock:
+    """The pipeline module's `time`, with a `perf_counter` that runs ahead, for one thread,
+    by what that thread `advance`s it: work that "takes" 1,000 s, without waiting."""
+
+    monotonic = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self.ahead: dict[str, float] = {}
+
+    def perf_counter(self) -> float:
+        return time.perf_counter() + self.ahead.get(threading.current_thread().name, 0.0)
+
+    def advance(self, seconds: float) -> None:
+        name = threading.current_thread().name
+        self.ahead[name] = self.ahead.get(name, 0.0) + seconds
+
+
+def test_busy_seconds_count_work_not_waiting_and_are_on_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`spanledger_receiver_busy_seconds`, `spanledger_writer_busy_seconds`: time each thread
-    spent on requests and batches. Idle threads add nothing; a decode that takes 0.2 s adds
-    at least that."""
+    spent on requests and batches. A thread waiting for work adds nothing; a decode that
+    takes 1,000 s (on the receiver's clock) adds at least that, and so does a listener that
+    takes 1,000 s of the writer's round."""
+    clock = ThreadClock()
+    monkeypatch.setattr(pipeline_module, "time", clock)
     with running(tmp_path) as server, httpx.Client(timeout=30) as client:
         stats = server.pipeline.stats
-        time.sleep(0.3)  # both threads wait for work
-        assert stats.get("receiver_busy_seconds") == 0
+        assert stats.get("receiver_busy_seconds") == 0  # it has only waited for work
 
         records = spans(3)
 
         def slow_decode(rejected: list[str]) -> Sequence[SpanRecord]:
-            time.sleep(0.2)
+            clock.advance(1000)  # on the receiver thread
             return records
 
+        server.pipeline.listeners.append(lambda stored: clock.advance(1000))  # the writer's
         assert server.pipeline.receive(slow_decode, []).result(30).result(30) == 3
-        assert stats.get("receiver_busy_seconds") >= 0.2
-        eventually(lambda: stats.get("writer_busy_seconds") > 0, "the writer's time counted")
+        assert stats.get("receiver_busy_seconds") >= 1000
+        eventually(lambda: stats.get("writer_busy_seconds") >= 1000, "the writer's time counted")
 
         lines = client.get(f"{server.http_url}/metrics").text.splitlines()
         busy = {
@@ -277,7 +300,7 @@ def test_busy_seconds_count_work_not_waiting_and_are_on_metrics(tmp_path: Path) 
             for name, _, value in (line.partition(" ") for line in lines)
             if name in ("spanledger_receiver_busy_seconds", "spanledger_writer_busy_seconds")
         }
-        assert busy["spanledger_receiver_busy_seconds"] >= 0.2
-        assert busy["spanledger_writer_busy_seconds"] > 0
+        assert busy["spanledger_receiver_busy_seconds"] >= 1000
+        assert busy["spanledger_writer_busy_seconds"] >= 1000
         assert "# TYPE spanledger_receiver_busy_seconds counter" in lines
         assert "# TYPE spanledger_writer_busy_seconds counter" in lines
