@@ -177,6 +177,26 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# The rows to update are joined to their `rowid` and updated in that (the table's) order:
+# DuckDB applies an UPDATE in the order its join yields rows, and rows in trace order hit
+# each vector of a row group many times. Measured on 614,400 spans finalized in rounds of
+# ~30,000 before DuckDB's first checkpoint: 270-320 ms a round (1,045 ms at the
+# checkpoint) in trace order, 40-80 ms in table order; 2.7 s in random order.
+_UPDATE_DERIVED = """
+    UPDATE spans SET user_id = d.user_id, department = d.department,
+        tenant = d.tenant, agent = d.agent, conversation = d.conversation,
+        service = d.service, agent_path = d.agent_path, rollup = d.rollup,
+        depth = d.depth, orphan = d.orphan, retry = d.retry, loop = d.loop,
+        finalized = true
+    FROM (
+        SELECT derived.*, s.rowid AS row_id FROM derived JOIN spans AS s
+        ON s.th = derived.th AND s.tk = derived.tk AND s.sk = derived.sk {}
+        ORDER BY row_id
+    ) AS d
+    WHERE spans.rowid = d.row_id
+"""
+
+
 class DuckDBStore:
     """`Store` on one DuckDB file. One writer connection; readers get their own cursor."""
 
@@ -239,22 +259,13 @@ class DuckDBStore:
         derived = pa.table(  # noqa: F841 (read by name in SQL)
             {name: _arrow(name, column) for name, column in columns.items()}
         )
-        update = """
-            UPDATE spans SET user_id = d.user_id, department = d.department,
-                tenant = d.tenant, agent = d.agent, conversation = d.conversation,
-                service = d.service, agent_path = d.agent_path, rollup = d.rollup,
-                depth = d.depth, orphan = d.orphan, retry = d.retry, loop = d.loop,
-                finalized = true
-            FROM derived AS d
-            WHERE spans.th = d.th AND spans.tk = d.tk AND spans.sk = d.sk
-        """
         with self._write:
             # New spans are `NOT finalized`: in the newest row groups, which zone maps find
             # without reading the rest (3 ms instead of 200 ms at 10 million spans). Only a
             # trace reopened by a late span has older rows to update as well.
-            updated = self._db.execute(update + " AND NOT spans.finalized").fetchone()
+            updated = self._db.execute(_UPDATE_DERIVED.format("AND NOT s.finalized")).fetchone()
             if updated is None or updated[0] < len(spans):
-                self._db.execute(update)
+                self._db.execute(_UPDATE_DERIVED.format(""))
 
     def save_traces(self, summaries: Sequence[dict[str, Any]]) -> None:
         """Insert or replace finalized traces' summary rows."""
