@@ -16,9 +16,13 @@ from typing import Any
 from spanledger import conventions as c
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Usage:
-    """Tokens of one LLM call, split the way providers bill them."""
+    """Tokens of one LLM call, split the way providers bill them.
+
+    A value: nothing changes one after it is made (`NO_USAGE` is shared). Not `frozen`
+    all the same, because a frozen dataclass's `__init__` sets each field through
+    `object.__setattr__`: 1.2 us instead of 0.2 for every LLM span the receiver prices."""
 
     input_uncached: int = 0  # prompt tokens billed at the full input rate
     cache_read: int = 0  # prompt tokens served from the provider's prompt cache
