@@ -201,18 +201,21 @@ def test_spans_of_one_resource_share_one_dict() -> None:
     assert first.resource is second.resource
 
 
-def test_short_strings_are_interned_like_the_python_path() -> None:
+def test_keys_are_interned_and_short_values_shared_between_spans() -> None:
     request = ExportTraceServiceRequest()
-    span = (
-        request.resource_spans.add()
-        .scope_spans.add()
-        .spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    scope = request.resource_spans.add().scope_spans.add()
+    for index in range(1, 3):
+        span = scope.spans.add(trace_id=b"\x01" * 16, span_id=bytes([index]) * 8)
+        span.attributes.add(key="model", value=AnyValue(string_value="gpt-" + "4o"))
+        span.attributes.add(key="response.id", value=AnyValue(string_value=f"resp-{index}"))
+    first, second = _wire.decode(request.SerializeToString(), SpanRecord)
+    # Identity is the point: one copy for every span an open trace holds in memory.
+    assert next(iter(first.attributes)) is sys.intern("model")
+    assert first.attributes["model"] is second.attributes["model"] == "gpt-4o"
+    assert (first.attributes["response.id"], second.attributes["response.id"]) == (
+        "resp-1",
+        "resp-2",
     )
-    span.attributes.add(key="model", value=AnyValue(string_value="gpt-" + "4o"))
-    (record,) = _wire.decode(request.SerializeToString(), SpanRecord)
-    ((key, value),) = record.attributes.items()
-    assert key is sys.intern("model")  # identity is the point: one copy for every span
-    assert value is sys.intern("gpt-4o")
 
 
 def _field(number: int, payload: bytes) -> bytes:

@@ -104,15 +104,20 @@ static PyObject *interned(Buf s) {
 }
 
 /* Attribute keys and short values repeat across spans (a few dozen keys, model and
- * provider names, user ids): a direct-mapped cache from their bytes to the interned string
- * saves decoding and interning each one again. Used with the GIL held, like all of this. */
+ * provider names, user ids): a direct-mapped cache from their bytes to the string saves
+ * decoding each one again, and the spans of a trace share one string for each. Keys and
+ * values have a cache each, so that values seen once (response and tool call ids) never
+ * evict a key. Keys are interned (they are looked up by name); values are not, since
+ * interning a value seen once only adds it to and removes it from the interned dict.
+ * Used with the GIL held, like all of this. */
 #define CACHE_SLOTS 4096
-static struct {
+typedef struct {
     uint64_t hash;
     PyObject *value;
-} cache[CACHE_SLOTS];
+} Slot;
+static Slot keys[CACHE_SLOTS], values[CACHE_SLOTS];
 
-static PyObject *cached(Buf s) {
+static PyObject *cached(Slot *cache, Buf s, int intern) {
     size_t n = (size_t)(s.end - s.p);
     if (n > INTERN_MAX) return NULL; /* the caller decides */
     uint64_t hash = n * 0x9e3779b97f4a7c15ULL, word;
@@ -135,7 +140,7 @@ static PyObject *cached(Buf s) {
         }
         PyErr_Clear();
     }
-    PyObject *value = interned(s);
+    PyObject *value = intern ? interned(s) : text(s);
     if (value != NULL) {
         Py_XSETREF(cache[slot].value, Py_NewRef(value));
         cache[slot].hash = hash;
@@ -179,7 +184,7 @@ static int key_values_into(PyObject *dict, Buf kv, int depth) {
     }
     if (r == BAIL) return BAIL;
     Buf none = {(const uint8_t *)"", (const uint8_t *)""};
-    PyObject *k = cached(key.p ? key : none);
+    PyObject *k = cached(keys, key.p ? key : none, 1);
     if (k == NULL && !PyErr_Occurred()) k = interned(key); /* a key over INTERN_MAX bytes */
     if (k == NULL) return PyErr_Occurred() ? ERROR : BAIL;
     PyObject *v;
@@ -245,10 +250,11 @@ static int any_value(Buf b, int depth, int top, PyObject **out) {
     switch (last.field) {
         case 1:
             if (last.wire != 2) return BAIL;
-            /* Like otlp._pb_attributes: short values of attributes (not inside arrays) are
-             * interned, since every span of an open trace is held in memory. */
+            /* Short values of attributes (not inside arrays) are shared through the cache,
+             * since every span of an open trace is held in memory (otlp._pb_attributes
+             * interns them). */
             if (top && last.bytes.end - last.bytes.p <= INTERN_MAX) {
-                v = cached(last.bytes); /* at most INTERN_MAX bytes: as many characters */
+                v = cached(values, last.bytes, 0); /* <= INTERN_MAX bytes: as many chars */
             } else if (top && last.bytes.end - last.bytes.p <= INTERN_MAX * 4) {
                 v = text(last.bytes);
                 if (v != NULL && PyUnicode_GET_LENGTH(v) <= INTERN_MAX) {
