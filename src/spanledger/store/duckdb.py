@@ -181,7 +181,7 @@ def _text(value: Any) -> str | None:
 # DuckDB applies an UPDATE in the order its join yields rows, and rows in trace order hit
 # each vector of a row group many times. Measured on 614,400 spans finalized in rounds of
 # ~30,000 before DuckDB's first checkpoint: 270-320 ms a round (1,045 ms at the
-# checkpoint) in trace order, 40-80 ms in table order; 2.7 s in random order.
+# checkpoint) in trace order, 100-115 ms in table order; 2.7 s in random order.
 _UPDATE_DERIVED = """
     UPDATE spans SET user_id = d.user_id, department = d.department,
         tenant = d.tenant, agent = d.agent, conversation = d.conversation,
