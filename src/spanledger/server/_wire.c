@@ -107,8 +107,9 @@ static PyObject *interned(Buf s) {
  * provider names, user ids): a direct-mapped cache from their bytes to the string saves
  * decoding each one again, and the spans of a trace share one string for each. Keys and
  * values have a cache each, so that values seen once (response and tool call ids) never
- * evict a key. Keys are interned (they are looked up by name); values are not, since
- * interning a value seen once only adds it to and removes it from the interned dict.
+ * evict a key. Keys are interned (they are looked up by name); values in the cache are
+ * not, since interning a value seen once only adds it to and removes it from the
+ * interned dict.
  * Used with the GIL held, like all of this. */
 #define CACHE_SLOTS 4096
 typedef struct {
@@ -250,9 +251,10 @@ static int any_value(Buf b, int depth, int top, PyObject **out) {
     switch (last.field) {
         case 1:
             if (last.wire != 2) return BAIL;
-            /* Short values of attributes (not inside arrays) are shared through the cache,
-             * since every span of an open trace is held in memory (otlp._pb_attributes
-             * interns them). */
+            /* Short values of attributes (not inside arrays) are shared, since every span
+             * of an open trace is held in memory (otlp._pb_attributes interns them): through
+             * the cache when they fit its INTERN_MAX bytes, else (up to INTERN_MAX
+             * non-ASCII characters, which the cache does not hold) by interning. */
             if (top && last.bytes.end - last.bytes.p <= INTERN_MAX) {
                 v = cached(values, last.bytes, 0); /* <= INTERN_MAX bytes: as many chars */
             } else if (top && last.bytes.end - last.bytes.p <= INTERN_MAX * 4) {
