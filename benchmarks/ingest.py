@@ -14,7 +14,8 @@ What is measured, in one run, over the same request bodies:
 
 Optionally (`--profile`) the server's work is replayed in this process without HTTP: decode,
 then the pipeline's own writer steps (price, store in DuckDB, file spans into traces,
-finalize), timed and then run again under cProfile, to show where the time goes.
+finalize), timed and then run again under cProfile, to show where the time goes. The replay
+runs under the server's collector regime (`server_heap`).
 
 The workload: agent traces of 10-30 spans (an `invoke_agent` root, sometimes a sub-agent,
 LLM chat spans with OTel GenAI attributes and tool spans, ~12 attributes each) from 5
@@ -58,7 +59,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -74,6 +75,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from spanledger import conventions as c
 from spanledger.conventions import DEFAULT_DIMENSIONS
 from spanledger.pricing import PriceBook
+from spanledger.server.heap import GC_THRESHOLDS, HeapFreezer
 from spanledger.server.otlp import decode_protobuf
 from spanledger.server.pipeline import Pipeline, _Batch
 from spanledger.spans import SpanRecord
@@ -841,7 +843,28 @@ def receive(pipeline: Pipeline, records: Sequence[SpanRecord]) -> _Batch:
     return _Batch(spans, pipeline.store.encode(spans))
 
 
+@contextlib.contextmanager
+def server_heap() -> Iterator[None]:
+    """The collector as `spanledger serve` runs it (`Server.run`): rare collections, and
+    what survives frozen every 50 ms. With Python's defaults the replay's collections walk
+    every span of every open trace again and again, which the server does not do, and
+    decode alone looks twice as slow as it is."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    freezer = HeapFreezer().start()
+    try:
+        yield
+    finally:
+        freezer.stop()
+        gc.set_threshold(*thresholds)
+
+
 def profile(bodies: Sequence[bytes], spans: int, workdir: Path, top: int) -> dict[str, Any]:
+    with server_heap():
+        return _profile(bodies, spans, workdir, top)
+
+
+def _profile(bodies: Sequence[bytes], spans: int, workdir: Path, top: int) -> dict[str, Any]:
     stages: dict[str, float] = {}
     # 1. Timed without the profiler: per stage, by wrapping the pipeline's steps.
     pipeline, _ = replay_pipeline(bodies, workdir / "replay.duckdb")

@@ -261,21 +261,30 @@ def eventually(condition: Callable[[], bool], what: str, timeout: float = 60.0) 
 class Gate:
     """A pipeline listener that holds the writer thread until opened: a stalled
     downstream, used to fill the ingest queue deterministically. Listeners run after a
-    batch is stored and acknowledged, so the batch that trips the gate still succeeds."""
+    batch is stored and acknowledged, so the batch that trips the gate still succeeds.
 
-    def __init__(self) -> None:
+    It lets the writer go by itself after `hold` seconds, so that a test that never opens
+    it cannot hang the server; `open()` then fails the test, since what the test saw
+    happened with the writer running, not held."""
+
+    def __init__(self, hold: float = 30.0) -> None:
         self.entered = threading.Event()
         self._open = threading.Event()
         self.closed = True
+        self.hold = hold
+        self.gave_way = False
 
     def __call__(self, spans: Sequence[Any]) -> None:
         if self.closed:
             self.entered.set()
-            self._open.wait(30)
+            self.gave_way = not self._open.wait(self.hold)
 
     def open(self) -> None:
         self.closed = False
         self._open.set()
+        assert not self.gave_way, (
+            f"the gate let the writer go by itself after {self.hold:g} s, before the test opened it"
+        )
 
 
 def get(client: httpx.Client, url: str, path: str, **params: Any) -> dict[str, Any]:

@@ -27,6 +27,10 @@ import pyarrow as pa
 
 log = logging.getLogger("spanledger.server")
 
+# `gc.set_threshold` for the server's process: the young generation collected every 50,000
+# allocations instead of 700, the older ones ~100x less often than CPython's defaults.
+GC_THRESHOLDS = (50_000, 20, 100)
+
 
 class HeapFreezer:
     """A thread that calls `gc.freeze()` every `freeze_every` seconds and runs a full

@@ -19,7 +19,7 @@ from spanledger.server.app import create_app
 from spanledger.server.config import ServeConfig
 from spanledger.server.forward import Forwarder
 from spanledger.server.grpc import start_grpc
-from spanledger.server.heap import HeapFreezer, arrow_on_malloc
+from spanledger.server.heap import GC_THRESHOLDS, HeapFreezer, arrow_on_malloc
 from spanledger.server.pipeline import Pipeline
 from spanledger.server.stats import Stats
 from spanledger.store.duckdb import DuckDBStore
@@ -164,7 +164,7 @@ class Server:
         80 ms instead of 30). Arrow's buffers come from malloc (`arrow_on_malloc`), which
         reuses the pages each request's table frees. `start()` (in another program's
         process) leaves all of it alone."""
-        gc.set_threshold(50_000, 20, 100)
+        gc.set_threshold(*GC_THRESHOLDS)
         sys.setswitchinterval(0.001)
         arrow_on_malloc()
         self._heap = HeapFreezer().start()
