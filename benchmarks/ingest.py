@@ -4,10 +4,10 @@ What is measured, in one run, over the same request bodies:
 
 1. end to end: `spanledger serve` runs as a subprocess on a fresh DuckDB file; several client
    threads (one keep-alive `http.client` connection each) POST pre-built
-   `ExportTraceServiceRequest` bodies of 512 spans to `/v1/traces`. A 200 answer means the batch is committed to DuckDB
-   (the server acknowledges only durable spans), so acknowledged spans / wall time is the
-   durable ingest rate. The server's CPU time (/proc/<pid>/stat) and peak RSS (VmHWM) are
-   read for the server process alone.
+   `ExportTraceServiceRequest` bodies of 512 spans to `/v1/traces`. A 200 answer means the
+   batch is committed to DuckDB (the server acknowledges only durable spans), so acknowledged
+   spans / wall time is the durable ingest rate. The server's CPU time (/proc/<pid>/stat)
+   and peak RSS (VmHWM) are read for the server process alone.
 2. baseline: `spanledger.server.otlp.decode_protobuf` on the same bodies, in this process.
 3. decode + price: the same, then `PriceBook.price_attributes` on every span (the pricing
    core the server runs on each span).
