@@ -107,6 +107,7 @@ class Server:
 
     def _uvicorn(self) -> uvicorn.Server:
         http = self.config.http
+        # loop and http "auto": uvloop and httptools (dependencies), where they install.
         return uvicorn.Server(
             uvicorn.Config(self.app, host=http.host, port=http.port, log_level="warning",
                            access_log=False, lifespan="off")
