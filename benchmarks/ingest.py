@@ -63,7 +63,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -977,9 +977,18 @@ def environment() -> dict[str, Any]:
         "spanledger": version("spanledger"),
         "protobuf": f"{version('protobuf')} ({api_implementation.Type()})",
         "duckdb": version("duckdb"),
-        "uvicorn": version("uvicorn"),
+        "uvicorn": f"{version('uvicorn')} ({_installed('uvloop', 'asyncio')}, "
+        f"{_installed('httptools', 'h11')})",
         "httpx": version("httpx"),
     }
+
+
+def _installed(package: str, otherwise: str) -> str:
+    """What uvicorn's "auto" picks: `package` with its version if installed, else the other."""
+    try:
+        return f"{package} {version(package)}"
+    except PackageNotFoundError:
+        return otherwise
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
